@@ -1,0 +1,43 @@
+# fx_d2 developer entry points. `make test` and `make demo` run `make setup` first when needed.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.fx_d2_setup_done
+DEMO_DATA ?= demo_data
+DEMO_OUT ?= output/demo
+PYTEST_WORKERS ?= 2
+
+.PHONY: setup test demo lint bench clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): setup.py constraints.txt tools/install_detectron2.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -c constraints.txt torch torchvision
+	PIP_CONSTRAINT=constraints.txt $(PY) tools/install_detectron2.py
+	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	$(PY) -c "import fx_d2, detectron2; print('fx_d2 ready on detectron2', detectron2.__version__)"
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) tests
+
+demo: setup
+	$(PY) tools/make_demo_data.py --out $(DEMO_DATA) --skip-existing
+	FX_DATASETS=$(DEMO_DATA) $(PY) tools/train_net.py --config-file configs/demo/fx_demo.yaml \
+		OUTPUT_DIR $(DEMO_OUT)
+
+lint: setup
+	$(PY) -m black --check fx_d2 tools tests benchmarks setup.py
+	$(PY) -m isort --check-only fx_d2 tools tests benchmarks setup.py
+	$(PY) -m flake8 fx_d2 tools tests benchmarks setup.py
+
+bench: setup
+	$(PY) benchmarks/backbone.py
+	$(PY) benchmarks/data.py
+	$(PY) benchmarks/model.py
+	$(PY) benchmarks/train.py
+
+clean-venv:
+	rm -rf $(VENV)

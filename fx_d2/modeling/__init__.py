@@ -1,0 +1,3 @@
+"""Models: the Swin backbone, FoundationX meta-architecture, heads and the EMA teacher."""
+
+from . import backbone  # noqa: F401

@@ -1,0 +1,1 @@
+"""fx_d2.modeling.meta_arch."""
