@@ -1,4 +1,4 @@
-"""Config keys of fx_d2. ``add_fx_config`` only adds keys (with defaults that build a working model)."""
+"""Config keys of fx_d2. ``add_fx_config`` only adds keys, with defaults that build a model."""
 
 from detectron2.config import CfgNode as CN
 
@@ -29,6 +29,42 @@ def _add_model_config(cfg: CN) -> None:
     # ---- FoundationX meta-architecture (fx_d2/modeling) ----
     cfg.MODEL.FX = CN()
     # BEGIN MODEL KEYS
+    # Dataset keys to build heads for (e.g. ["chexpert", "siim_acr"]); heads are sized from the
+    # MetadataCatalog entry fx_<key>_train (else any fx_<key>_<split>). Adding one = adding a key.
+    cfg.MODEL.FX.DATASETS = []
+    # Optional per-dataset task override, entries "key:cls,loc" (default: the metadata's tasks).
+    cfg.MODEL.FX.TASKS = []
+    # Datasets whose metadata says cls_exclusive (RSNA's 3 classes) train with softmax
+    # cross-entropy and predict softmax probabilities; False = BCE/sigmoid as the reference.
+    cfg.MODEL.FX.CLS_EXCLUSIVE_SOFTMAX = False
+    # Backbone levels (per-level LayerNorm applied) feeding the shared localization FPN.
+    cfg.MODEL.FX.LOC_IN_FEATURES = ["res2", "res3", "res4", "res5"]
+    # Channels of the localization FPN levels p2..p6 (the reference's DINO uses 256).
+    cfg.MODEL.FX.LOC_FPN_CHANNELS = 256
+    # Norm of the FPN convolutions: "" (none, Detectron2's default), "GN", "BN", "SyncBN".
+    cfg.MODEL.FX.LOC_FPN_NORM = ""
+    # UperNet output channels (fpn_ch; reference 128) of the shared segmentation decoder.
+    cfg.MODEL.FX.SEG_DECODER_CHANNELS = 128
+    # Channels of each PPM branch; 0 = last-stage channels // len(bins) (reference 1024 -> 256).
+    cfg.MODEL.FX.SEG_PPM_CHANNELS = 0
+    # PPM adaptive-pool output sizes (reference 1, 2, 4, 6; PSPNet's classic is 1, 2, 3, 6).
+    cfg.MODEL.FX.SEG_PPM_BINS = [1, 2, 4, 6]
+    # Dropout2d after the PPM bottleneck (reference 0.1).
+    cfg.MODEL.FX.SEG_PPM_DROPOUT = 0.1
+    # UperNet norm: "GN" (batch-size independent, default), "BN" (reference) or "SyncBN".
+    cfg.MODEL.FX.SEG_NORM = "GN"
+    # Soft Dice: "batch" = one Dice over the flattened batch and channels (reference),
+    # "channel" = Dice per channel, averaged over channels.
+    cfg.MODEL.FX.SEG_DICE_MODE = "batch"
+    # Weight of an extra per-pixel BCE segmentation loss (loss_seg_bce); 0 = off (reference).
+    cfg.MODEL.FX.SEG_BCE_WEIGHT = 0.0
+    # c in (1-c)*task + c*consistency when an EMA teacher is attached (reference 0.5).
+    cfg.MODEL.FX.CONSISTENCY_WEIGHT = 0.5
+    # Under lock the student features of the consistency loss carry no gradient; False skips the
+    # teacher forward there and logs loss_consistency = 0, True computes it anyway.
+    cfg.MODEL.FX.CONSISTENCY_WHEN_LOCKED = False
+    # Evaluate the EMA teacher (teacher.module) instead of the student (read by the trainer).
+    cfg.MODEL.FX.EVAL_WITH_TEACHER = False
     # END MODEL KEYS
 
 
@@ -37,6 +73,37 @@ def _add_data_config(cfg: CN) -> None:
     cfg.DATASETS.FX = CN()
     cfg.INPUT.FX = CN()
     # BEGIN DATA KEYS
+    # Bad input raises (missing/corrupt image, image size != dict size) instead of being skipped
+    # and counted (fx_d2.data.mapper.skipped_images()).
+    cfg.DATASETS.FX.STRICT = False
+    # "square": exact resize to SIZE x SIZE (the reference, 224); "shortest_edge": shorter side
+    # = SIZE, longer side capped at MAX_SIZE (0 = no cap), aspect kept.
+    cfg.INPUT.FX.RESIZE_MODE = "square"
+    cfg.INPUT.FX.SIZE = 224
+    cfg.INPUT.FX.MAX_SIZE = 0
+    # Training augmentation (0 = off). FLIP: horizontal-flip probability; skipped for datasets
+    # with left/right classes unless their metadata has "flip_pairs". ROTATION: max |degrees|.
+    # BRIGHTNESS_CONTRAST: x * (1 + U(-b, b)) + U(-b, b) on the [0, 1] image.
+    cfg.INPUT.FX.FLIP = 0.0
+    cfg.INPUT.FX.ROTATION = 0.0
+    cfg.INPUT.FX.BRIGHTNESS_CONTRAST = 0.0
+    # Uncertain (-1) classification labels: ones | zeros | ignore | lsr-ones | lsr-zeros.
+    # lsr-ones draws U(LSR_RANGE) per sample (the reference for CheXpert).
+    cfg.INPUT.FX.UNCERTAIN_POLICY = "lsr-ones"
+    # Per-dataset policies "key:policy"; the reference uses "ones" for MIMIC-CXR.
+    cfg.INPUT.FX.UNCERTAIN_POLICY_OVERRIDES = ["mimic_cxr:ones"]
+    cfg.INPUT.FX.LSR_RANGE = (0.55, 0.85)
+    # Loss weight of "not mentioned" (NaN) labels, whose target is 0 (the reference: weight 1).
+    cfg.INPUT.FX.UNMENTIONED_WEIGHT = 1.0
+    # Add gt_masks (BitMasks) to localization instances (the FX box heads do not need them).
+    cfg.INPUT.FX.INSTANCE_MASKS = False
+    # Decoded-image cache (tools/cache_images.py); "" = off. Entries store the shorter side at
+    # CACHE_SIZE px as "png16" or "npy"; misses are decoded and written by the mapper.
+    cfg.INPUT.FX.CACHE_DIR = ""
+    cfg.INPUT.FX.CACHE_SIZE = 512
+    cfg.INPUT.FX.CACHE_FORMAT = "png16"
+    # Images whose header declares more pixels are refused (decompression bombs).
+    cfg.INPUT.FX.MAX_PIXELS = 100_000_000
     # END DATA KEYS
 
 
@@ -45,6 +112,68 @@ def _add_solver_config(cfg: CN) -> None:
     cfg.SOLVER.LOCK_RELEASE = CN()
     cfg.SOLVER.FX = CN()
     # BEGIN SOLVER KEYS
+    # Detectron2 keys the trainer reads as they are: IMS_PER_BATCH (global batch), BASE_LR (heads,
+    # loc/seg decoders), WEIGHT_DECAY, MAX_ITER, CHECKPOINT_PERIOD, LR_SCHEDULER_NAME, WARMUP_*,
+    # AMP.ENABLED; TEST.EVAL_PERIOD > 0 overrides the per-cycle evaluation period.
+    # Stages of one cycle, "key:task" in order (e.g. ["chexpert:cls", "tbx11k:loc"]); empty = the
+    # reference's 20-stage order restricted to MODEL.FX.DATASETS and their tasks.
+    cfg.SOLVER.LOCK_RELEASE.STAGES = []
+    # Unit of the phase lengths below: "epochs" (fraction of an epoch of the stage's data, an
+    # epoch = ceil(images / IMS_PER_BATCH)) or "iters".
+    cfg.SOLVER.LOCK_RELEASE.UNIT = "epochs"
+    # Lock-phase length per task (shared modules frozen, only the dataset's head learns), a float
+    # also in "iters" (write 200.0: yacs refuses an int for a float key);
+    # reference: cls 0, loc 0.5, seg 0.5 epochs. 0 skips the phase.
+    cfg.SOLVER.LOCK_RELEASE.LOCK_LENGTH_CLS = 0.0
+    cfg.SOLVER.LOCK_RELEASE.LOCK_LENGTH_LOC = 0.5
+    cfg.SOLVER.LOCK_RELEASE.LOCK_LENGTH_SEG = 0.5
+    # Release-phase length per task (everything on the task's path learns); reference 1 epoch.
+    cfg.SOLVER.LOCK_RELEASE.RELEASE_LENGTH_CLS = 1.0
+    cfg.SOLVER.LOCK_RELEASE.RELEASE_LENGTH_LOC = 1.0
+    cfg.SOLVER.LOCK_RELEASE.RELEASE_LENGTH_SEG = 1.0
+    # Number of cycles to train; > 0 sets SOLVER.MAX_ITER = CYCLES x cycle length, 0 = use MAX_ITER.
+    cfg.SOLVER.LOCK_RELEASE.CYCLES = 0
+    # Evaluate every N cycles (student and teacher, every test set of the stages); 0 = at the end.
+    cfg.SOLVER.LOCK_RELEASE.EVAL_EVERY_CYCLES = 1
+    # Trainer class (fx_d2.engine.TRAINER_REGISTRY) built by tools/train_net.py.
+    cfg.SOLVER.FX.TRAINER = "LockReleaseTrainer"
+    # Optimizer: "AdamW" (reference) or "SGD" (momentum SOLVER.MOMENTUM).
+    cfg.SOLVER.FX.OPTIMIZER = "AdamW"
+    # AdamW betas.
+    cfg.SOLVER.FX.BETAS = (0.9, 0.999)
+    # LR of the Swin trunk = BASE_LR x this (reference 1e-5 vs 1e-4).
+    cfg.SOLVER.FX.BACKBONE_LR_FACTOR = 0.1
+    # LR of the classification heads = BASE_LR x this (reference 0.1: its cls heads sat in the
+    # backbone group).
+    cfg.SOLVER.FX.CLS_HEAD_LR_FACTOR = 1.0
+    # True: no weight decay for norms, biases and relative_position_bias_table (Swin/M2F practice);
+    # False: WEIGHT_DECAY on every parameter (reference).
+    cfg.SOLVER.FX.NO_DECAY_NORM_BIAS = False
+    # Gradient-norm clipping per task (max L2 norm over the parameters with a gradient); 0 = off.
+    # Reference: 0.1 for localization only.
+    cfg.SOLVER.FX.CLIP_GRAD_CLS = 0.0
+    cfg.SOLVER.FX.CLIP_GRAD_LOC = 0.1
+    cfg.SOLVER.FX.CLIP_GRAD_SEG = 0.0
+    # EMA teacher of the whole model (consistency target and evaluated next to the student).
+    cfg.SOLVER.FX.EMA_ENABLED = True
+    # teacher = m * teacher + (1 - m) * student (reference 0.8).
+    cfg.SOLVER.FX.EMA_MOMENTUM = 0.8
+    # 0 = update at the end of every lock/release phase (reference); N > 0 = every N iterations.
+    cfg.SOLVER.FX.EMA_PERIOD = 0
+    # Autocast dtype on CUDA when SOLVER.AMP.ENABLED: "bfloat16" or "float16" (with GradScaler).
+    # CPU training always runs in float32.
+    cfg.SOLVER.FX.AMP_DTYPE = "bfloat16"
+    # Periodic checkpoints kept (model_NNNNNNN.pth); older ones are deleted. 0 = keep all.
+    cfg.SOLVER.FX.KEEP_LAST = 3
+    # Split of each dataset key used for training (fx_<key>_<split>).
+    cfg.SOLVER.FX.TRAIN_SPLIT = "train"
+    # Few-shot fine-tuning: > 0 trains on a deterministic N-image subset of each training set
+    # (chosen by SEED); 0 = all images.
+    cfg.SOLVER.FX.FEW_SHOT_N = 0
+    # Iterations between training-metric log lines / JSON / TensorBoard writes.
+    cfg.SOLVER.FX.LOG_PERIOD = 20
+    # At the end of training, overlays of this many test images per dataset (0 = none).
+    cfg.SOLVER.FX.NUM_OVERLAYS = 3
     # END SOLVER KEYS
 
 
@@ -52,4 +181,19 @@ def _add_test_config(cfg: CN) -> None:
     # ---- evaluation (fx_d2/evaluation) ----
     cfg.TEST.FX = CN()
     # BEGIN TEST KEYS
+    # All metrics are reported in percent (0-100), like Detectron2 and the reference's CSV.
+    # Segmentation: a pixel is foreground when its sigmoid probability is above this value.
+    cfg.TEST.FX.SEG_THRESH = 0.5
+    # Dice of an image whose prediction and ground truth are both empty: 1.0 (True, the reference)
+    # or left out of that class's mean (False).
+    cfg.TEST.FX.DICE_EMPTY_AS_ONE = True
+    # IoU thresholds of the COCO box evaluation; the reference's modified cocoeval uses
+    # 0.40:0.05:0.95 (mAP40 = AP at 0.40). AP50/AP75/AP50:95 need 0.5, 0.75 among them.
+    cfg.TEST.FX.IOU_THRESHOLDS = [round(0.40 + 0.05 * i, 2) for i in range(12)]
+    # Detections per image kept by the COCO evaluation (highest scores), as COCO's maxDets.
+    cfg.TEST.FX.MAX_DETS = 100
+    # Use Detectron2's compiled COCOeval when detectron2._C has it (else pycocotools).
+    cfg.TEST.FX.FAST_COCOEVAL = True
+    # Also evaluate the EMA teacher at each evaluation (results under "teacher" next to "student").
+    cfg.TEST.FX.EVAL_TEACHER = True
     # END TEST KEYS

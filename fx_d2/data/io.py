@@ -1,0 +1,307 @@
+"""Image readers for every format of the 15 chest X-ray datasets (datasets.md).
+
+:func:`read_image` returns a float32 (H, W) array in [0, 1] where **brighter = denser** (bone white,
+air black), whatever the file: DICOM (any transfer syntax pydicom can decode), PNG (8 or 16 bit,
+gray or RGB-stored gray), JPEG, GIF, MetaImage ``.mha``/``.mhd`` and JSRT raw ``.IMG``. The format
+is taken from the file's magic bytes, so extension-less DICOMs (CANDID-PTX) and ``*.dcm.jpeg``
+copies work; the extension decides only for headerless JSRT raw and DICOMs without a preamble.
+
+Scaling rules:
+
+* 8-bit PNG/JPEG/GIF: ``/ 255``. RGB-stored gray keeps one channel; real colour becomes luma.
+* 16-bit PNG: divided by ``2**bits - 1`` where ``bits`` is the PNG ``sBIT`` significant-bit count
+  when present and the data fit in it, else the smallest of 10/12/14/16 bits that holds the image
+  maximum (many medical PNGs store 12-bit values unscaled in a 16-bit container).
+* DICOM: Modality LUT (rescale slope/intercept or LUT sequence), then the VOI LUT sequence or the
+  first Window Center/Width of the file, normalised by the VOI output range; min-max when the file
+  has no VOI. MONOCHROME1 is inverted AFTER the VOI step (datasets.md §3).
+* ``.mha``: uint8 ``/ 255``, other types min-max (NODE21 stores standardised 16-bit data).
+* JSRT raw: 2048x2048 (side inferred from the file size), big-endian uint16, 12 bits stored and
+  inverted on disk: ``(4095 - min(x, 4095)) / 4095``.
+
+Every failure raises :class:`ImageReadError` (a ``ValueError``) naming the file and the problem.
+"""
+
+import logging
+import math
+import os
+import struct
+from typing import Optional, Tuple
+
+import cv2
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ImageReadError", "read_image", "read_image_size", "read_mask", "detect_format"]
+
+DEFAULT_MAX_PIXELS = 100_000_000
+JSRT_EXTENSIONS = (".img",)
+DICOM_EXTENSIONS = (".dcm", ".dicom", ".dic")
+
+
+class ImageReadError(ValueError):
+    """An image file is missing, corrupt, unsupported or absurdly large."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"cannot read image {path!r}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def detect_format(path: str, head: Optional[bytes] = None) -> str:
+    """One of ``dicom png jpeg gif mha jsrt``, from the magic bytes (extension for JSRT/DICOM)."""
+    if head is None:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    ext = os.path.splitext(path)[1].lower()
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "gif"
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return "dicom"
+    if head.startswith(b"ObjectType") or head.startswith(b"NDims") or ext in (".mha", ".mhd"):
+        return "mha"
+    if ext in JSRT_EXTENSIONS:
+        return "jsrt"
+    if ext in DICOM_EXTENSIONS:
+        return "dicom"
+    raise ImageReadError(
+        path, "unknown image format (supported: DICOM, PNG, JPEG, GIF, MetaImage .mha, JSRT .IMG)"
+    )
+
+
+def _check_pixels(path: str, height: int, width: int, max_pixels: int, what: str = "") -> None:
+    if height <= 0 or width <= 0:
+        raise ImageReadError(path, f"{what}header gives an empty image size {height}x{width}")
+    if height * width > max_pixels:
+        raise ImageReadError(
+            path,
+            f"{what}header declares {height}x{width} = {height * width} pixels, more than "
+            f"max_pixels={max_pixels}; refused (decompression bomb or corrupt header)",
+        )
+
+
+def read_image(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read a chest radiograph as float32 (H, W) in [0, 1], brighter = denser.
+
+    Args:
+        path: file in any supported format (see the module docstring).
+        max_pixels: refuse files whose header declares more pixels than this.
+
+    Raises:
+        ImageReadError: missing, corrupt, unsupported, too large, or header inconsistent with data.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ImageReadError(path, "file does not exist")
+    try:
+        fmt = detect_format(path)
+        if fmt == "dicom":
+            from .dicom import read_dicom  # pydicom is imported lazily (slow import)
+
+            img = read_dicom(path, max_pixels)
+        elif fmt == "png":
+            img = _read_png(path, max_pixels)
+        elif fmt in ("jpeg", "gif"):
+            img = _read_pil(path, max_pixels)
+        elif fmt == "mha":
+            img = _read_mha(path, max_pixels)
+        else:
+            img = _read_jsrt(path, max_pixels)
+    except ImageReadError:
+        raise
+    except (OSError, ValueError, RuntimeError, MemoryError, struct.error) as e:
+        raise ImageReadError(path, f"{type(e).__name__}: {e}") from e
+    if not np.isfinite(img).all():
+        raise ImageReadError(path, "decoded image contains NaN or infinite values")
+    return np.ascontiguousarray(np.clip(img, 0.0, 1.0), dtype=np.float32)
+
+
+def read_image_size(path: str) -> Tuple[int, int]:
+    """(height, width) from the file header only (JSRT: from the file size), without decoding."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ImageReadError(path, "file does not exist")
+    fmt = detect_format(path)
+    try:
+        if fmt == "png":
+            return _png_header(path)[:2]
+        if fmt in ("jpeg", "gif"):
+            from PIL import Image
+
+            with Image.open(path) as im:
+                return im.size[1], im.size[0]
+        if fmt == "jsrt":
+            side = _jsrt_side(path)
+            return side, side
+        if fmt == "mha":
+            return _mha_shape(path)
+        from .dicom import dicom_size
+
+        return dicom_size(path)
+    except ImageReadError:
+        raise
+    except Exception as e:  # any parser failure becomes a named-file error
+        raise ImageReadError(path, f"unreadable header ({type(e).__name__}: {e})") from e
+
+
+def read_mask(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Binary mask image (PNG/GIF, any bit depth, palette or gray) -> bool (H, W): stored value > 0.
+
+    Palette images are compared by palette index (0 = background), which is how SCR GIFs and
+    label PNGs store them.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ImageReadError(path, "mask file does not exist")
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            _check_pixels(path, im.size[1], im.size[0], max_pixels)
+            if im.mode in ("RGB", "RGBA", "LA"):
+                im = im.convert("L")
+            arr = np.asarray(im)
+    except ImageReadError:
+        raise
+    except Exception as e:
+        raise ImageReadError(path, f"corrupt mask file ({type(e).__name__}: {e})") from e
+    if arr.ndim != 2:
+        raise ImageReadError(path, f"mask has unexpected shape {arr.shape}")
+    return arr > 0
+
+
+# ---------------------------------------------------------------------------------- PNG / JPEG
+
+
+def _png_header(path: str) -> Tuple[int, int, int, int, Optional[int]]:
+    """(height, width, bit_depth, color_type, significant_bits or None) from the PNG chunks."""
+    with open(path, "rb") as f:
+        data = f.read(1 << 16)
+    if len(data) < 33 or data[12:16] != b"IHDR":
+        raise ImageReadError(path, "PNG without a valid IHDR header (truncated?)")
+    width, height, depth, color = struct.unpack(">IIBB", data[16:26])
+    sbit, pos = None, 8
+    while pos + 8 <= len(data):
+        length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
+        if ctype == b"IDAT":
+            break
+        if ctype == b"sBIT" and length >= 1 and pos + 9 <= len(data):
+            sbit = data[pos + 8]
+        pos += 12 + length
+    return height, width, depth, color, sbit
+
+
+def _to_gray(arr: np.ndarray) -> np.ndarray:
+    """Drop alpha; gray stored as RGB keeps one channel; real colour -> luma (BGR order, cv2)."""
+    if arr.ndim == 2:
+        return arr
+    if arr.shape[2] in (2, 4):
+        arr = arr[..., : arr.shape[2] - 1]
+    if arr.shape[2] == 1:
+        return arr[..., 0]
+    b, g, r = arr[..., 0], arr[..., 1], arr[..., 2]
+    if np.array_equal(b, g) and np.array_equal(g, r):
+        return b
+    return cv2.cvtColor(arr, cv2.COLOR_BGR2GRAY)
+
+
+def _read_png(path: str, max_pixels: int) -> np.ndarray:
+    height, width, depth, _, sbit = _png_header(path)
+    _check_pixels(path, height, width, max_pixels, "PNG ")
+    arr = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise ImageReadError(path, "corrupt or truncated PNG data")
+    if arr.shape[:2] != (height, width):
+        raise ImageReadError(
+            path, f"decoded size {arr.shape[:2]} differs from header {height}x{width}"
+        )
+    arr = _to_gray(arr)
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0
+    if arr.dtype != np.uint16:
+        raise ImageReadError(path, f"unsupported PNG sample type {arr.dtype}")
+    peak = int(arr.max())
+    if sbit and 1 <= sbit < 16 and peak < (1 << sbit):
+        bits = sbit
+    else:
+        bits = next(b for b in (10, 12, 14, 16) if peak < (1 << b))
+    return arr.astype(np.float32) / float((1 << bits) - 1)
+
+
+def _read_pil(path: str, max_pixels: int) -> np.ndarray:
+    """JPEG (via cv2, faster) and GIF (via Pillow, palette-aware)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        _check_pixels(path, im.size[1], im.size[0], max_pixels, f"{im.format} ")
+        size, fmt = (im.size[1], im.size[0]), im.format
+        if fmt == "GIF":
+            arr = np.asarray(im.convert("L"))
+    if fmt != "GIF":
+        arr = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+        if arr is None:
+            raise ImageReadError(path, f"corrupt or truncated {fmt} data")
+        arr = _to_gray(arr)
+    if arr.shape[:2] != size:
+        raise ImageReadError(path, f"decoded size {arr.shape[:2]} differs from header {size}")
+    scale = 65535.0 if arr.dtype == np.uint16 else 255.0
+    return arr.astype(np.float32) / scale
+
+
+# ---------------------------------------------------------------------------------- MHA / JSRT
+
+
+def _mha_shape(path: str) -> Tuple[int, int]:
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    reader.ReadImageInformation()
+    size = reader.GetSize()  # (x, y[, z])
+    if len(size) == 3 and size[2] != 1:
+        raise ImageReadError(path, f"MetaImage is a {size[2]}-slice volume, expected one 2-D image")
+    if len(size) not in (2, 3):
+        raise ImageReadError(path, f"MetaImage has {len(size)} dimensions, expected 2")
+    return int(size[1]), int(size[0])
+
+
+def _read_mha(path: str, max_pixels: int) -> np.ndarray:
+    import SimpleITK as sitk
+
+    height, width = _mha_shape(path)
+    _check_pixels(path, height, width, max_pixels, "MetaImage ")
+    arr = sitk.GetArrayFromImage(sitk.ReadImage(path))
+    arr = arr.reshape(arr.shape[-3:] if arr.ndim == 4 else arr.shape)
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):  # vector pixels
+        arr = _to_gray(arr[..., 2::-1].copy())
+    if arr.shape != (height, width):
+        raise ImageReadError(path, f"MetaImage data shape {arr.shape} differs from header")
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0
+    arr = arr.astype(np.float32)
+    lo, hi = float(arr.min()), float(arr.max())
+    return (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+
+
+def _jsrt_side(path: str) -> int:
+    nbytes = os.path.getsize(path)
+    side = int(math.isqrt(nbytes // 2))
+    if nbytes % 2 or side * side * 2 != nbytes:
+        raise ImageReadError(
+            path, f"JSRT raw file has {nbytes} bytes, not 2*N*N for a square 16-bit image"
+        )
+    return side
+
+
+def _read_jsrt(path: str, max_pixels: int) -> np.ndarray:
+    side = _jsrt_side(path)
+    _check_pixels(path, side, side, max_pixels, "JSRT ")
+    raw = np.fromfile(path, dtype=">u2").reshape(side, side)
+    return (4095.0 - np.minimum(raw, 4095).astype(np.float32)) / 4095.0

@@ -1,0 +1,219 @@
+"""The three run-length encodings found in the chest X-ray datasets (datasets.md §8, §11, §12).
+
+* **SIIM / CANDID** (``*_siim_rle``): space-separated pairs ``(gap, length)``; ``gap`` counts the
+  background pixels since the END of the previous run, so the first gap is the 0-based start index.
+  Pixels are numbered **column-major** (flat index ``col * H + row``, i.e. the transposed image).
+  ``"-1"`` (possibly with spaces) or an empty string is an empty mask. Some stage-2 SIIM copies may
+  use absolute 1-based starts instead; ``mode="auto"`` detects them (datasets.md §11).
+* **CheXmask** (``*_chexmask_rle``): pairs ``(start, length)`` with **absolute, 1-based** starts in
+  **row-major** (C) order over ``Height x Width``.
+* **COCO** (``mask_to_coco_rle`` / ``coco_rle_to_mask``): pycocotools' compressed RLE, the format of
+  Detectron2 annotation ``segmentation`` dicts: ``{"size": [h, w], "counts": str}``.
+
+Decoders return bool arrays (H, W). A run that goes past the image raises :class:`ValueError`
+naming the run; callers prefix the file and line.
+"""
+
+import math
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+import pycocotools.mask as mask_util
+
+__all__ = [
+    "decode_siim_rle",
+    "encode_siim_rle",
+    "decode_chexmask_rle",
+    "encode_chexmask_rle",
+    "mask_to_coco_rle",
+    "coco_rle_to_mask",
+    "is_empty_rle",
+]
+
+
+def is_empty_rle(rle: Any) -> bool:
+    """True for the encodings of an empty mask: None, NaN, ``""``, ``"-1"`` (spaces ignored)."""
+    if rle is None:
+        return True
+    if isinstance(rle, float):
+        return math.isnan(rle)
+    text = str(rle).strip()
+    return text in ("", "-1")
+
+
+def _parse_pairs(rle: str, what: str) -> Tuple[np.ndarray, np.ndarray]:
+    tokens = str(rle).split()
+    if len(tokens) % 2:
+        raise ValueError(f"{what} RLE has an odd number of values ({len(tokens)}); expected pairs")
+    try:
+        values = np.array([int(t) for t in tokens], dtype=np.int64)
+    except ValueError:
+        bad = next(t for t in tokens if not t.lstrip("-").isdigit())
+        raise ValueError(f"{what} RLE value {bad!r} is not an integer") from None
+    if values.size and values.min() < 0:
+        i = int(np.argmax(values < 0))
+        raise ValueError(f"{what} RLE value #{i} is negative ({values[i]})")
+    return values[0::2], values[1::2]
+
+
+def _check_size(height: int, width: int) -> int:
+    if height <= 0 or width <= 0:
+        raise ValueError(f"RLE mask size must be positive, got {height}x{width}")
+    return int(height) * int(width)
+
+
+def _paint_runs(
+    starts: np.ndarray, lengths: np.ndarray, total: int, what: str, height: int, width: int
+) -> np.ndarray:
+    """Flat bool array with ``[start, start+length)`` set; raises on a run past ``total``."""
+    ends = starts + lengths
+    over = np.flatnonzero(ends > total)
+    if over.size:
+        i = int(over[0])
+        raise ValueError(
+            f"{what} RLE run #{i} (0-based start {int(starts[i])}, length {int(lengths[i])}) ends "
+            f"at pixel {int(ends[i])}, past the {total} pixels of a {height}x{width} mask"
+        )
+    diff = np.zeros(total + 1, np.int32)
+    np.add.at(diff, starts, 1)
+    np.add.at(diff, ends, -1)
+    return np.cumsum(diff[:-1]) > 0
+
+
+def _runs(flat: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """0-based starts and lengths of the runs of True in a flat bool array."""
+    padded = np.concatenate([[False], flat.astype(bool), [False]])
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    starts, ends = edges[0::2], edges[1::2]
+    return starts, ends - starts
+
+
+def decode_siim_rle(
+    rle: Optional[str], height: int, width: int, mode: str = "relative"
+) -> np.ndarray:
+    """Decode a SIIM-ACR / CANDID-PTX RLE string.
+
+    Args:
+        rle: ``"gap length gap length ..."``; ``"-1"``/empty/None/NaN means an empty mask.
+        height, width: mask size (DICOM Rows, Columns).
+        mode: ``"relative"`` (the official Kaggle convention), ``"absolute"`` (1-based absolute
+            starts, column-major) or ``"auto"`` (absolute when there are >= 2 runs whose values read
+            as absolute starts are strictly increasing without overlap, else relative; a
+            relative string whose gaps happen to grow is misread, which real SIIM rows never
+            showed: 0 of 3,576).
+
+    Returns:
+        bool array (H, W).
+
+    Raises:
+        ValueError: malformed string, or a run past the image.
+    """
+    total = _check_size(height, width)
+    if is_empty_rle(rle):
+        return np.zeros((height, width), bool)
+    first, lengths = _parse_pairs(rle, "SIIM")
+    if mode not in ("relative", "absolute", "auto"):
+        raise ValueError(f"unknown SIIM RLE mode {mode!r}; use relative, absolute or auto")
+    if mode == "auto":
+        increasing = len(first) >= 2 and bool(np.all(first[1:] >= first[:-1] + lengths[:-1]))
+        mode = "absolute" if increasing and first.min() >= 1 else "relative"
+    if mode == "relative":
+        starts = np.cumsum(first + lengths) - lengths
+    else:
+        if first.size and first.min() < 1:
+            raise ValueError("SIIM RLE in absolute mode has a start below 1 (starts are 1-based)")
+        starts = first - 1
+    flat = _paint_runs(starts, lengths, total, "SIIM", height, width)
+    return flat.reshape((height, width), order="F")
+
+
+def encode_siim_rle(mask: np.ndarray) -> str:
+    """Encode a bool (H, W) mask in the SIIM relative column-major convention ("-1" if empty)."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be 2-D (H, W), got shape {mask.shape}")
+    starts, lengths = _runs(mask.ravel(order="F"))
+    if starts.size == 0:
+        return "-1"
+    prev_end = np.concatenate([[0], starts[:-1] + lengths[:-1]])
+    pairs = np.stack([starts - prev_end, lengths], axis=1).ravel()
+    return " ".join(map(str, pairs.tolist()))
+
+
+def decode_chexmask_rle(rle: Optional[str], height: int, width: int) -> np.ndarray:
+    """Decode a CheXmask RLE string (absolute 1-based starts, row-major) to bool (H, W).
+
+    Empty/None/NaN/"-1" gives an empty mask. Raises ValueError on a malformed string, a start of 0
+    or a run past the image.
+    """
+    total = _check_size(height, width)
+    if is_empty_rle(rle):
+        return np.zeros((height, width), bool)
+    starts, lengths = _parse_pairs(rle, "CheXmask")
+    if starts.size and starts.min() < 1:
+        raise ValueError("CheXmask RLE has a start below 1 (starts are 1-based)")
+    flat = _paint_runs(starts - 1, lengths, total, "CheXmask", height, width)
+    return flat.reshape(height, width)
+
+
+def encode_chexmask_rle(mask: np.ndarray) -> str:
+    """Encode a bool (H, W) mask in the CheXmask convention ("" when empty)."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be 2-D (H, W), got shape {mask.shape}")
+    starts, lengths = _runs(mask.ravel(order="C"))
+    pairs = np.stack([starts + 1, lengths], axis=1).ravel()
+    return " ".join(map(str, pairs.tolist()))
+
+
+def mask_to_coco_rle(mask: np.ndarray) -> Dict[str, Any]:
+    """bool (H, W) mask -> COCO compressed RLE ``{"size": [h, w], "counts": str}`` (JSON-safe)."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be 2-D (H, W), got shape {mask.shape}")
+    rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode()}
+
+
+def coco_rle_to_mask(rle: Dict[str, Any]) -> np.ndarray:
+    """COCO RLE dict (compressed ``counts`` str/bytes, or uncompressed list) -> bool (H, W)."""
+    if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
+        raise ValueError(f"not a COCO RLE dict with 'size' and 'counts': {type(rle).__name__}")
+    h, w = (int(v) for v in rle["size"])
+    counts = rle["counts"]
+    if isinstance(counts, list):
+        if sum(counts) != h * w:
+            raise ValueError(f"COCO RLE counts sum to {sum(counts)}, not {h}x{w}={h * w}")
+        obj = mask_util.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+    else:
+        raw = counts.encode() if isinstance(counts, str) else bytes(counts)
+        total = sum(_coco_counts(raw))  # pycocotools does not check this and reads garbage
+        if total != h * w:
+            raise ValueError(f"COCO RLE counts sum to {total}, not {h}x{w}={h * w}")
+        obj = {"size": [h, w], "counts": raw}
+    return mask_util.decode(obj).astype(bool)
+
+
+def _coco_counts(raw: bytes) -> list:
+    """Run lengths of a compressed COCO counts string (6-bit chunks, deltas from the run i-2)."""
+    counts, i = [], 0
+    while i < len(raw):
+        value, shift, more = 0, 0, True
+        while more:
+            if i >= len(raw):
+                raise ValueError("COCO RLE counts string ends inside a value")
+            c = raw[i] - 48
+            if not 0 <= c < 64:
+                raise ValueError(f"COCO RLE counts has an invalid character {chr(raw[i])!r}")
+            value |= (c & 0x1F) << shift
+            more = bool(c & 0x20)
+            i += 1
+            shift += 5
+            if not more and c & 0x10:
+                value |= -1 << shift
+        if len(counts) > 2:
+            value += counts[-2]
+        counts.append(value)
+    if any(v < 0 for v in counts):
+        raise ValueError("COCO RLE counts has a negative run length")
+    return counts

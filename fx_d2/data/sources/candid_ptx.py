@@ -1,0 +1,217 @@
+"""CANDID-PTX, read from the original download.
+
+Layout under ``<root>/candid_ptx/`` (datasets.md §8)::
+
+    dataset/<SOPInstanceUID>          DICOMs named by SOPInstanceUID, no extension
+                                      (``dataset1/dataset/`` as some archives nest it is accepted)
+    Pneumothorax_reports.csv          SOPInstanceUID, [StudyInstanceUID], [filename], EncodedPixels,
+                                      [Report]; several rows per image = several regions; -1 = none
+    chest_tube.csv                    anon_SOPUID, annotation_ref, mask_rle   (optional)
+    acute_rib_fracture.csv            anon_SOPUID, annotation_ref, mask_rle   (optional; also read:
+    Rib_fracture_mask_rle.csv          this variant, rows deduplicated)
+
+RLE: SIIM-style relative (gap, length) pairs, column-major, on the DICOM grid
+(:func:`fx_d2.data.sources.siim_acr.siim_rle_to_coco`; the grid is taken from Rows/Columns, so the
+FX ``reshape(rows, cols).T`` bug on non-square images does not apply).
+
+Classes: the reference trains its CANDID classifier, localisation decoder and segmentation head on
+pneumothorax only (method.md §7.2), so ``cls_classes = thing_classes = seg_classes =
+["Pneumothorax"]`` and converted reference heads line up. Chest tubes and rib fractures are kept
+outside ``annotations`` so that no head trains on them by accident:
+
+* ``extra_annotations``: annotation dicts (box from the mask, COCO RLE) whose ``category_id``
+  indexes metadata ``extra_thing_classes = ["Chest tube", "Rib fracture"]``; one per CSV row with
+  a mask;
+* ``extra_cls_labels``: ``[chest tube, rib fracture]``, 1.0 when the image is listed in that CSV
+  (with or without a mask), else 0.0 (metadata ``extra_cls_classes``).
+
+Splits: none official. Patient-level md5 hash split, train/val/test = 70/10/20 % (the proportions
+of the common third-party 13,465 / 1,925 / 3,846 split); the patient is the ``P<index>`` prefix of
+``filename`` (the SOPInstanceUID when absent). The reference evaluates localisation on its
+validation list; use ``fx_candid_ptx_val`` for that comparison.
+"""
+
+import logging
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+from detectron2.structures import BoxMode
+
+from ..rle import is_empty_rle
+from .base import ProblemLog, register_source, resolve_inside
+from .siim_acr import (
+    RLEOverflowError,
+    dicom_header,
+    hash_fraction,
+    read_stripped_csv,
+    siim_rle_to_coco,
+)
+
+logger = logging.getLogger(__name__)
+
+KEY = "candid_ptx"
+CLASSES = ("Pneumothorax",)
+EXTRA_CLASSES = ("Chest tube", "Rib fracture")
+REPORTS_CSV = "Pneumothorax_reports.csv"
+EXTRA_CSVS = (("chest_tube.csv",), ("acute_rib_fracture.csv", "Rib_fracture_mask_rle.csv"))
+IMAGE_FOLDERS = ("dataset", os.path.join("dataset1", "dataset"))
+SPLIT_FRACTIONS = (("train", 0.7), ("val", 0.1), ("test", 0.2))
+
+
+def split_of(patient: str) -> str:
+    """Split of a patient key under the 70/10/20 md5 rule."""
+    u, acc = hash_fraction(KEY, patient), 0.0
+    for split, fraction in SPLIT_FRACTIONS:
+        acc += fraction
+        if u < acc:
+            return split
+    return SPLIT_FRACTIONS[-1][0]
+
+
+def patient_of(filename: str, sop: str) -> Tuple[str, bool]:
+    """(patient key, known) from ``filename`` = ``P<index>_...``; the SOP UID when unknown."""
+    head = filename.split("_", 1)[0] if filename else ""
+    if len(head) > 1 and head[0] in "Pp" and head[1:].isdigit():
+        return "P" + head[1:], True
+    return sop, False
+
+
+def _convert(
+    rle: str, height: int, width: int, where: str, sop: str, problems: ProblemLog
+) -> Tuple[bool, Optional[Tuple[Dict[str, Any], List[float]]]]:
+    """(ok, converted) for one RLE cell; problems are recorded with file and line."""
+    try:
+        return True, siim_rle_to_coco(rle, height, width)
+    except ValueError as e:
+        kind = "rle_overflow" if isinstance(e, RLEOverflowError) else "bad_row"
+        problems.add(kind, where, f"SOPInstanceUID {sop}: {e}")
+        return False, None
+
+
+def _read_extra(root: str, problems: ProblemLog) -> List[Dict[str, List[Tuple[str, str]]]]:
+    """Per extra class: SOP -> list of (where, rle) from its CSV(s), duplicates removed."""
+    tables = []
+    for names in EXTRA_CSVS:
+        table: Dict[str, List[Tuple[str, str]]] = {}
+        seen = set()
+        for name in names:
+            path = os.path.join(root, name)
+            if not os.path.isfile(path):
+                continue
+            for line, row in read_stripped_csv(path, (), problems):
+                sop = row.get("anon_SOPUID") or row.get("SOPInstanceUID") or ""
+                rle = row.get("mask_rle", row.get("EncodedPixels", ""))
+                if not sop:
+                    problems.add("bad_row", f"{path}:{line}", "no anon_SOPUID value")
+                    continue
+                if (sop, rle) in seen:
+                    continue
+                seen.add((sop, rle))
+                table.setdefault(sop, []).append((f"{path}:{line}", rle))
+        tables.append(table)
+    return tables
+
+
+@register_source(
+    KEY,
+    splits=("train", "val", "test"),
+    tasks=("cls", "loc", "seg"),
+    cls_classes=CLASSES,
+    thing_classes=CLASSES,
+    seg_classes=CLASSES,
+    extra_thing_classes=list(EXTRA_CLASSES),
+    extra_cls_classes=list(EXTRA_CLASSES),
+    split_rule="md5(patient 'P<index>') train/val/test 70/10/20",
+)
+def load_candid_ptx(root: str, split: str, problems: ProblemLog) -> List[Dict[str, Any]]:
+    """Read one split of CANDID-PTX (see the module docstring for layout and rules)."""
+    csv_path = os.path.join(root, REPORTS_CSV)
+    if not os.path.isfile(csv_path):
+        raise FileNotFoundError(f"{csv_path} not found (see datasets/README.md)")
+    image_dir = next(
+        (os.path.join(root, d) for d in IMAGE_FOLDERS if os.path.isdir(os.path.join(root, d))), None
+    )
+    if image_dir is None:
+        raise FileNotFoundError(f"{root}: no DICOM folder {IMAGE_FOLDERS} (see datasets/README.md)")
+
+    reports: Dict[str, Dict[str, Any]] = {}
+    for line, row in read_stripped_csv(csv_path, ("SOPInstanceUID", "EncodedPixels"), problems):
+        sop = row["SOPInstanceUID"]
+        if not sop:
+            problems.add("bad_row", f"{csv_path}:{line}", "empty SOPInstanceUID")
+            continue
+        entry = reports.setdefault(sop, {"line": line, "filename": "", "rles": []})
+        entry["filename"] = entry["filename"] or row.get("filename", "")
+        entry["rles"].append((f"{csv_path}:{line}", row["EncodedPixels"]))
+    extra_tables = _read_extra(root, problems)
+
+    dicts = []
+    for sop, entry in reports.items():
+        patient, known = patient_of(entry["filename"], sop)
+        if split_of(patient) != split:
+            continue
+        where = f"{csv_path}:{entry['line']}"
+        path = resolve_inside(image_dir, sop, problems, where)
+        if path is None:
+            continue
+        if not os.path.exists(path):
+            problems.add("missing_image", where, f"DICOM {path} does not exist")
+            continue
+        try:
+            height, width, _ = dicom_header(path)
+        except ValueError as e:
+            problems.add("bad_image", path, str(e))
+            continue
+        annotations, ok, positive = [], True, False
+        for cell_where, rle in entry["rles"]:
+            if is_empty_rle(rle):
+                continue
+            positive = True
+            ok, converted = _convert(rle, height, width, cell_where, sop, problems)
+            if not ok:
+                break
+            if converted is not None:
+                segmentation, box = converted
+                annotations.append(
+                    dict(
+                        bbox=box,
+                        bbox_mode=BoxMode.XYXY_ABS,
+                        category_id=0,
+                        iscrowd=0,
+                        segmentation=segmentation,
+                    )
+                )
+        if not ok:
+            continue
+        extra_annotations, extra_labels = [], []
+        for category, table in enumerate(extra_tables):
+            cells = table.get(sop, [])
+            extra_labels.append(1.0 if cells else 0.0)
+            for cell_where, rle in cells:
+                good, converted = _convert(rle, height, width, cell_where, sop, problems)
+                if good and converted is not None:
+                    segmentation, box = converted
+                    extra_annotations.append(
+                        dict(
+                            bbox=box,
+                            bbox_mode=BoxMode.XYXY_ABS,
+                            category_id=category,
+                            iscrowd=0,
+                            segmentation=segmentation,
+                        )
+                    )
+        record = dict(
+            file_name=path,
+            height=height,
+            width=width,
+            image_id=f"{KEY}/{sop}",
+            dataset_name=KEY,
+            cls_labels=[1.0 if positive else 0.0],
+            annotations=annotations,
+            extra_annotations=extra_annotations,
+            extra_cls_labels=extra_labels,
+        )
+        if known:
+            record["patient_id"] = patient
+        dicts.append(record)
+    return dicts

@@ -1,0 +1,309 @@
+"""SIIM-ACR Pneumothorax Segmentation (Kaggle), read from the original download.
+
+Layout under ``<root>/siim_acr/`` (datasets.md §11)::
+
+    dicom-images-train/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm   (nested 3 levels)
+    dicom-images-test/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm
+    train-rle.csv          (header "ImageId, EncodedPixels" with a leading space)
+    stage_2_train.csv      (optional stage-2 copy of the labels, header without the space)
+
+Labels: one CSV row per annotated region, several rows per image, ``-1`` (possibly ``" -1"``) for
+a negative image; names and values are stripped. RLE: relative (gap, length) pairs, column-major
+(:func:`siim_rle_to_coco`). The stage-2 encoding is unverified, so for ``stage_2_train.csv`` the
+whole file is read as absolute 1-based starts when all its multi-run strings have strictly
+increasing starts, else as relative (:func:`detect_rle_mode`). ``train-rle.csv`` wins when both
+CSVs exist.
+
+Splits: the stage-1 folders are the official split. ``test`` = images under
+``dicom-images-test``; the images under ``dicom-images-train`` are split into ``train`` (90%) and
+``val`` (10%) by an md5 hash of the DICOM PatientID (anonymised, one per image in practice; the
+ImageId when absent). Images without a CSV row are skipped (logged); CSV ImageIds without a file are
+``missing_image`` problems.
+
+Dicts: ``cls_labels`` ``[1.0]`` when any row is an RLE, else ``[0.0]``; one ``Pneumothorax``
+annotation per RLE row (box from the mask, COCO RLE segmentation); the semantic mask (seg channel)
+is the union of the rows. An image with a corrupt RLE row is dropped (``rle_overflow``/``bad_row``)
+so that no positive image trains as an empty mask.
+"""
+
+import csv
+import hashlib
+import logging
+import os
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pycocotools.mask as mask_util
+from detectron2.structures import BoxMode
+
+from ..rle import is_empty_rle
+from .base import ProblemLog, register_source
+
+logger = logging.getLogger(__name__)
+
+KEY = "siim_acr"
+CLASSES = ("Pneumothorax",)
+CSV_NAMES = ("train-rle.csv", "stage_2_train.csv")
+IMAGE_FOLDERS = {"dicom-images-train": "train", "dicom-images-test": "test"}
+VAL_FRACTION = 0.1
+
+
+class RLEOverflowError(ValueError):
+    """An RLE run ends past the last pixel of the image."""
+
+
+def siim_rle_to_coco(
+    rle: str, height: int, width: int, mode: str = "relative"
+) -> Optional[Tuple[Dict[str, Any], List[float]]]:
+    """Convert a SIIM/CANDID RLE string to a COCO RLE dict and its XYXY_ABS box, without
+    rasterising (the column-major runs ARE the COCO counts).
+
+    Args:
+        rle: ``"gap length ..."`` (relative, column-major; datasets.md §11) or, with
+            ``mode="absolute"``, 1-based absolute starts; ``"auto"`` picks absolute when >= 2 runs
+            read as strictly increasing non-overlapping absolute starts.
+        height, width: mask size.
+
+    Returns:
+        ``(segmentation, box)`` with box ``[x0, y0, x1, y1]`` on pixel edges, or None for an empty
+        mask (``-1``, blank, or only zero-length runs).
+
+    Raises:
+        ValueError: malformed string or a run past the ``height x width`` image.
+    """
+    if is_empty_rle(rle):
+        return None
+    tokens = str(rle).split()
+    if len(tokens) % 2:
+        raise ValueError(f"RLE has an odd number of values ({len(tokens)}); expected pairs")
+    try:
+        values = np.array(tokens, dtype=np.int64)
+    except ValueError:
+        raise ValueError("RLE has a value that is not an integer") from None
+    if values.size and values.min() < 0:
+        raise ValueError(f"RLE has a negative value ({int(values.min())})")
+    first, lengths = values[0::2], values[1::2]
+    if mode == "auto":
+        increasing = len(first) >= 2 and bool(np.all(first[1:] >= first[:-1] + lengths[:-1]))
+        mode = "absolute" if increasing and first.min() >= 1 else "relative"
+    if mode == "relative":
+        starts = np.cumsum(first + lengths) - lengths
+    elif mode == "absolute":
+        if first.size and first.min() < 1:
+            raise ValueError("RLE in absolute mode has a start below 1 (starts are 1-based)")
+        starts = first - 1
+    else:
+        raise ValueError(f"unknown RLE mode {mode!r}")
+    keep = lengths > 0
+    starts, ends = starts[keep], (starts + lengths)[keep]
+    total = height * width
+    if ends.size and int(ends.max()) > total:
+        i = int(np.argmax(ends > total))
+        raise RLEOverflowError(
+            f"RLE run #{i} ends at pixel {int(ends[i])}, past the {total} pixels of a "
+            f"{height}x{width} mask"
+        )
+    if starts.size == 0:
+        return None
+    order = np.argsort(starts, kind="stable")
+    starts, ends = starts[order], ends[order]
+    # Merge overlapping or touching runs so that the COCO counts have no zero-length gaps.
+    reach = np.maximum.accumulate(ends)
+    new_run = np.concatenate([[True], starts[1:] > reach[:-1]])
+    idx = np.flatnonzero(new_run)
+    m_starts = starts[idx]
+    m_ends = np.maximum.reduceat(ends, idx)
+    bounds = np.empty(2 * len(m_starts), np.int64)
+    bounds[0::2], bounds[1::2] = m_starts, m_ends
+    counts = np.diff(np.concatenate([[0], bounds, [total]]))
+    if counts[-1] == 0:  # pycocotools writes no trailing empty run
+        counts = counts[:-1]
+    seg = mask_util.frPyObjects({"size": [height, width], "counts": counts.tolist()}, height, width)
+    segmentation = {"size": [height, width], "counts": seg["counts"].decode()}
+    # Column-major flat index = col * H + row; a run crossing a column covers all rows in between.
+    c0, c1 = m_starts // height, (m_ends - 1) // height
+    same = c0 == c1
+    r0 = np.where(same, m_starts % height, 0)
+    r1 = np.where(same, (m_ends - 1) % height, height - 1)
+    box = [float(c0.min()), float(r0.min()), float(c1.max() + 1), float(r1.max() + 1)]
+    return segmentation, box
+
+
+def detect_rle_mode(rles: Iterable[str]) -> str:
+    """``"absolute"`` when every multi-run RLE of a file has strictly increasing, non-overlapping
+    starts >= 1 (impossible for relative gaps in practice, datasets.md §11), else ``"relative"``.
+
+    Deciding per file, not per row, keeps single-run rows from being read the wrong way.
+    """
+    multi = 0
+    for rle in rles:
+        if is_empty_rle(rle):
+            continue
+        try:
+            values = np.array(str(rle).split(), dtype=np.int64)
+        except ValueError:
+            continue  # reported when the row is converted
+        first, lengths = values[0::2], values[1::2]
+        if len(first) < 2 or len(first) != len(lengths):
+            continue
+        multi += 1
+        if first.min() < 1 or not np.all(first[1:] >= first[:-1] + lengths[:-1]):
+            return "relative"
+    return "absolute" if multi else "relative"
+
+
+def hash_fraction(key: str, group: str) -> float:
+    """Stable pseudo-random number in [0, 1) from ``md5("<key>/<group>")``."""
+    digest = hashlib.md5(f"{key}/{group}".encode("utf-8")).hexdigest()
+    return int(digest[:8], 16) / float(1 << 32)
+
+
+def read_stripped_csv(path: str, required: Sequence[str], problems: ProblemLog):
+    """Yield ``(line_number, row_dict)`` with stripped column names and values.
+
+    Raises:
+        ValueError: a required column is missing (names the file and the columns found).
+    """
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+        reader = csv.reader(f)
+        header = [h.strip() for h in next(reader, [])]
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}; found {header}")
+        for row in reader:
+            if not row or all(not v.strip() for v in row):
+                continue
+            if len(row) != len(header):
+                problems.add(
+                    "bad_row",
+                    f"{path}:{reader.line_num}",
+                    f"{len(row)} fields, header has {len(header)}",
+                )
+                continue
+            yield reader.line_num, {h: v.strip() for h, v in zip(header, row)}
+
+
+def _index_dicoms(root: str) -> Dict[str, Tuple[str, str]]:
+    """SOPInstanceUID -> (path, folder split) for every ``*.dcm`` under the stage-1 folders."""
+    found: Dict[str, Tuple[str, str]] = {}
+    for folder, split in IMAGE_FOLDERS.items():
+        top = os.path.join(root, folder)
+        for dirpath, _, files in os.walk(top):
+            for name in files:
+                if name.lower().endswith(".dcm"):
+                    found[name[:-4]] = (os.path.join(dirpath, name), split)
+    return found
+
+
+def dicom_header(path: str) -> Tuple[int, int, Optional[str]]:
+    """``(Rows, Columns, PatientID or None)`` from a DICOM header, without the pixel data.
+
+    Raises:
+        ValueError: unreadable file or no Rows/Columns.
+    """
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(
+            path,
+            stop_before_pixels=True,
+            force=True,
+            specific_tags=["Rows", "Columns", "PatientID"],
+        )
+        height, width = int(ds.Rows), int(ds.Columns)
+    except Exception as e:  # pydicom raises many types on corrupt headers
+        raise ValueError(f"unreadable DICOM header ({type(e).__name__}: {e})") from e
+    patient = str(getattr(ds, "PatientID", "") or "").strip()
+    return height, width, patient or None
+
+
+@register_source(
+    KEY,
+    splits=("train", "val", "test"),
+    tasks=("cls", "loc", "seg"),
+    cls_classes=CLASSES,
+    thing_classes=CLASSES,
+    seg_classes=CLASSES,
+    split_rule="stage-1 folders; train/val = md5(PatientID) 90/10 of the train folder",
+)
+def load_siim_acr(root: str, split: str, problems: ProblemLog) -> List[Dict[str, Any]]:
+    """Read one split of SIIM-ACR (see the module docstring for layout and rules)."""
+    csv_path = next(
+        (os.path.join(root, n) for n in CSV_NAMES if os.path.isfile(os.path.join(root, n))), None
+    )
+    if csv_path is None:
+        raise FileNotFoundError(f"{root}: none of {CSV_NAMES} found (see datasets/README.md)")
+    rows: Dict[str, List[Tuple[int, str]]] = {}
+    for line, row in read_stripped_csv(csv_path, ("ImageId", "EncodedPixels"), problems):
+        if not row["ImageId"]:
+            problems.add("bad_row", f"{csv_path}:{line}", "empty ImageId")
+            continue
+        rows.setdefault(row["ImageId"], []).append((line, row["EncodedPixels"]))
+    mode = "relative"
+    if os.path.basename(csv_path) != "train-rle.csv":
+        mode = detect_rle_mode(rle for entries in rows.values() for _, rle in entries)
+        logger.info("%s: RLE starts read as %s", csv_path, mode)
+    files = _index_dicoms(root)
+    unlabelled = sum(1 for sop in files if sop not in rows)
+    if unlabelled:
+        logger.info("%s: %d DICOMs have no row in %s; skipped", root, unlabelled, csv_path)
+
+    dicts = []
+    for sop, entries in rows.items():
+        where = f"{csv_path}:{entries[0][0]}"
+        if sop not in files:
+            problems.add("missing_image", where, f"no dicom-images-*/**/{sop}.dcm for ImageId")
+            continue
+        path, folder_split = files[sop]
+        if folder_split == "test" and split != "test":
+            continue
+        if folder_split == "train" and split == "test":
+            continue
+        try:
+            height, width, patient = dicom_header(path)
+        except ValueError as e:
+            problems.add("bad_image", path, str(e))
+            continue
+        if folder_split == "train":
+            in_val = hash_fraction(KEY, patient or sop) < VAL_FRACTION
+            if in_val != (split == "val"):
+                continue
+        annotations, ok, positive = [], True, False
+        for line, rle in entries:
+            if is_empty_rle(rle):
+                continue
+            positive = True
+            try:
+                converted = siim_rle_to_coco(rle, height, width, mode)
+            except ValueError as e:
+                kind = "rle_overflow" if isinstance(e, RLEOverflowError) else "bad_row"
+                problems.add(kind, f"{csv_path}:{line}", f"ImageId {sop}: {e}")
+                ok = False
+                break
+            if converted is None:
+                continue
+            segmentation, box = converted
+            annotations.append(
+                dict(
+                    bbox=box,
+                    bbox_mode=BoxMode.XYXY_ABS,
+                    category_id=0,
+                    iscrowd=0,
+                    segmentation=segmentation,
+                )
+            )
+        if not ok:
+            continue
+        record = dict(
+            file_name=path,
+            height=height,
+            width=width,
+            image_id=f"{KEY}/{sop}",
+            dataset_name=KEY,
+            cls_labels=[1.0 if positive else 0.0],
+            annotations=annotations,
+        )
+        if patient:
+            record["patient_id"] = patient
+        dicts.append(record)
+    return dicts

@@ -1,0 +1,45 @@
+"""Shared pytest setup: one CPU thread, fixed seeds, and the demo replica built once per session.
+
+``demo_root`` builds every registered demo writer's dataset once into a temporary folder shared by
+all pytest-xdist workers (a file lock makes the first worker build it and the others wait).
+``demo_datasets`` additionally points ``$FX_DATASETS`` at it for one test.
+"""
+
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+from filelock import FileLock
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _fixed_seeds():
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> str:
+    """Path of the demo replica (all registered demo writers, seed 0), built once."""
+    from fx_d2.data.demo.build import build_demo
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # shared by the workers of this session
+    root = base / "fx_demo_data"
+    with FileLock(str(base / "fx_demo_data.lock")):
+        build_demo(str(root), seed=0, skip_existing=True)
+    return str(root)
+
+
+@pytest.fixture
+def demo_datasets(demo_root, monkeypatch) -> str:
+    """``$FX_DATASETS`` set to the demo replica for the duration of one test."""
+    monkeypatch.setenv("FX_DATASETS", demo_root)
+    return demo_root
