@@ -24,9 +24,9 @@ import numpy as np
 
 from ..masks import mask_to_box
 from ..rle import encode_siim_rle
+from .dicom_writer import write_demo_dicom
 from .phantom import make_phantom, to_uint16
 from .registry import register_demo_writer
-from .siim_acr import write_demo_dicom
 
 KEY = "candid_ptx"
 SIDE = 128

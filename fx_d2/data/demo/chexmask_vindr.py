@@ -27,9 +27,9 @@ import numpy as np
 
 from ..masks import mask_to_box, masks_to_polygons
 from ..rle import encode_chexmask_rle
+from .dicom_writer import write_demo_dicom
 from .phantom import make_phantom, to_uint16
 from .registry import register_demo_writer
-from .siim_acr import write_demo_dicom
 
 KEY = "chexmask_vindr"
 N_TRAIN, N_TEST = 68, 34

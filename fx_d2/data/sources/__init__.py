@@ -3,7 +3,7 @@
 import importlib
 import pkgutil
 
-from .base import SOURCES, datasets_root, dataset_name, load_source, register_source
+from .base import SOURCES, dataset_name, datasets_root, load_source, register_source
 
 # Each source module registers itself with @register_source when imported.
 for _info in pkgutil.iter_modules(__path__):

@@ -79,8 +79,9 @@ class ProblemLog:
             logger.warning(self.summary())
 
 
-def resolve_inside(root: str, relative: str, problems: Optional[ProblemLog] = None,
-                   where: str = "") -> Optional[str]:
+def resolve_inside(
+    root: str, relative: str, problems: Optional[ProblemLog] = None, where: str = ""
+) -> Optional[str]:
     """Join a path read from a CSV/JSON onto ``root`` and refuse it if it escapes ``root``.
 
     Returns:
@@ -98,8 +99,14 @@ def resolve_inside(root: str, relative: str, problems: Optional[ProblemLog] = No
     return joined
 
 
-def clip_box(box: Sequence[float], width: int, height: int, problems: ProblemLog,
-             where: str, min_size: float = 1.0) -> Optional[List[float]]:
+def clip_box(
+    box: Sequence[float],
+    width: int,
+    height: int,
+    problems: ProblemLog,
+    where: str,
+    min_size: float = 1.0,
+) -> Optional[List[float]]:
     """Clip an XYXY_ABS box to the image; drop it when degenerate (side < ``min_size`` px).
 
     Clipping is counted as ``box_clipped``, dropping as ``box_degenerate``.
@@ -157,8 +164,9 @@ class SourceSpec:
         return meta
 
 
-def load_source(key: str, split: str, root: Optional[str] = None,
-                strict: bool = False) -> List[Dict[str, Any]]:
+def load_source(
+    key: str, split: str, root: Optional[str] = None, strict: bool = False
+) -> List[Dict[str, Any]]:
     """Read one split of a source from ``<root>/<key>/``; what ``DatasetCatalog.get`` calls.
 
     Raises:
@@ -180,9 +188,15 @@ def load_source(key: str, split: str, root: Optional[str] = None,
     return dicts
 
 
-def register_source(key: str, splits: Sequence[str], tasks: Sequence[str],
-                    cls_classes: Sequence[str] = (), thing_classes: Sequence[str] = (),
-                    seg_classes: Sequence[str] = (), **extra_metadata: Any):
+def register_source(
+    key: str,
+    splits: Sequence[str],
+    tasks: Sequence[str],
+    cls_classes: Sequence[str] = (),
+    thing_classes: Sequence[str] = (),
+    seg_classes: Sequence[str] = (),
+    **extra_metadata: Any,
+):
     """Decorator: register a loader as the source ``key`` (all its splits).
 
     Example::
@@ -193,8 +207,16 @@ def register_source(key: str, splits: Sequence[str], tasks: Sequence[str],
     """
 
     def decorator(loader):
-        spec = SourceSpec(key, tuple(splits), tuple(tasks), tuple(cls_classes),
-                          tuple(thing_classes), tuple(seg_classes), dict(extra_metadata), loader)
+        spec = SourceSpec(
+            key,
+            tuple(splits),
+            tuple(tasks),
+            tuple(cls_classes),
+            tuple(thing_classes),
+            tuple(seg_classes),
+            dict(extra_metadata),
+            loader,
+        )
         SOURCES[key] = spec
         for split in spec.splits:
             name = dataset_name(key, split)

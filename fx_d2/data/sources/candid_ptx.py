@@ -39,13 +39,8 @@ from detectron2.structures import BoxMode
 
 from ..rle import is_empty_rle
 from .base import ProblemLog, register_source, resolve_inside
-from .siim_acr import (
-    RLEOverflowError,
-    dicom_header,
-    hash_fraction,
-    read_stripped_csv,
-    siim_rle_to_coco,
-)
+from .common import dicom_header, hash_fraction, read_stripped_csv
+from .siim_acr import RLEOverflowError, siim_rle_to_coco
 
 logger = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from ..io import ImageReadError, read_image_size, read_mask
 from ..masks import mask_to_box
 from ..rle import mask_to_coco_rle
 from .base import ProblemLog, register_source
-from .siim_acr import hash_fraction
+from .common import hash_fraction
 
 logger = logging.getLogger(__name__)
 

@@ -26,11 +26,9 @@ is the union of the rows. An image with a corrupt RLE row is dropped (``rle_over
 so that no positive image trains as an empty mask.
 """
 
-import csv
-import hashlib
 import logging
 import os
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -38,6 +36,7 @@ from detectron2.structures import BoxMode
 
 from ..rle import is_empty_rle
 from .base import ProblemLog, register_source
+from .common import dicom_header, hash_fraction, read_stripped_csv
 
 logger = logging.getLogger(__name__)
 
@@ -152,37 +151,6 @@ def detect_rle_mode(rles: Iterable[str]) -> str:
     return "absolute" if multi else "relative"
 
 
-def hash_fraction(key: str, group: str) -> float:
-    """Stable pseudo-random number in [0, 1) from ``md5("<key>/<group>")``."""
-    digest = hashlib.md5(f"{key}/{group}".encode("utf-8")).hexdigest()
-    return int(digest[:8], 16) / float(1 << 32)
-
-
-def read_stripped_csv(path: str, required: Sequence[str], problems: ProblemLog):
-    """Yield ``(line_number, row_dict)`` with stripped column names and values.
-
-    Raises:
-        ValueError: a required column is missing (names the file and the columns found).
-    """
-    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
-        reader = csv.reader(f)
-        header = [h.strip() for h in next(reader, [])]
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}; found {header}")
-        for row in reader:
-            if not row or all(not v.strip() for v in row):
-                continue
-            if len(row) != len(header):
-                problems.add(
-                    "bad_row",
-                    f"{path}:{reader.line_num}",
-                    f"{len(row)} fields, header has {len(header)}",
-                )
-                continue
-            yield reader.line_num, {h: v.strip() for h, v in zip(header, row)}
-
-
 def _index_dicoms(root: str) -> Dict[str, Tuple[str, str]]:
     """SOPInstanceUID -> (path, folder split) for every ``*.dcm`` under the stage-1 folders."""
     found: Dict[str, Tuple[str, str]] = {}
@@ -193,28 +161,6 @@ def _index_dicoms(root: str) -> Dict[str, Tuple[str, str]]:
                 if name.lower().endswith(".dcm"):
                     found[name[:-4]] = (os.path.join(dirpath, name), split)
     return found
-
-
-def dicom_header(path: str) -> Tuple[int, int, Optional[str]]:
-    """``(Rows, Columns, PatientID or None)`` from a DICOM header, without the pixel data.
-
-    Raises:
-        ValueError: unreadable file or no Rows/Columns.
-    """
-    import pydicom
-
-    try:
-        ds = pydicom.dcmread(
-            path,
-            stop_before_pixels=True,
-            force=True,
-            specific_tags=["Rows", "Columns", "PatientID"],
-        )
-        height, width = int(ds.Rows), int(ds.Columns)
-    except Exception as e:  # pydicom raises many types on corrupt headers
-        raise ValueError(f"unreadable DICOM header ({type(e).__name__}: {e})") from e
-    patient = str(getattr(ds, "PatientID", "") or "").strip()
-    return height, width, patient or None
 
 
 @register_source(
