@@ -22,6 +22,27 @@ def _add_swin_config(cfg: CN) -> None:
     # ---- Swin backbone (fx_d2/modeling/backbone) ----
     cfg.MODEL.SWIN = CN()
     # BEGIN SWIN KEYS
+    # Channels of stage 1 (stage i has EMBED_DIM * 2**i); defaults are Swin-T (configs/swin/).
+    cfg.MODEL.SWIN.EMBED_DIM = 96
+    # Transformer blocks per stage (4 stages).
+    cfg.MODEL.SWIN.DEPTHS = [2, 2, 6, 2]
+    # Attention heads per stage.
+    cfg.MODEL.SWIN.NUM_HEADS = [3, 6, 12, 24]
+    # Attention window (7 or 12 in the released models); inputs need not be multiples of it.
+    cfg.MODEL.SWIN.WINDOW_SIZE = 7
+    # MLP hidden size / channels.
+    cfg.MODEL.SWIN.MLP_RATIO = 4.0
+    # Learnable bias in the qkv projection.
+    cfg.MODEL.SWIN.QKV_BIAS = True
+    # Stochastic depth of the last block (linear from 0 over all blocks; Foundation X uses 0.2).
+    cfg.MODEL.SWIN.DROP_PATH_RATE = 0.2
+    # Returned feature maps, subset of res2..res5 (strides 4/8/16/32, per-level LayerNorm).
+    # Freezing uses MODEL.BACKBONE.FREEZE_AT: 0 none, 1 patch embed, k>=2 also stages 1..k-1.
+    cfg.MODEL.SWIN.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+    # Gradient checkpointing per block while training (less memory, ~30% more compute).
+    cfg.MODEL.SWIN.USE_CHECKPOINT = False
+    # Patch embedding size / stride.
+    cfg.MODEL.SWIN.PATCH_SIZE = 4
     # END SWIN KEYS
 
 

@@ -1,0 +1,132 @@
+"""Metric curves over training cycles, saved as PNG (one subplot per task, one line per dataset,
+student solid / teacher dashed), from the evaluation history in ``OUTPUT_DIR/eval/``."""
+
+import glob
+import math
+import os
+import re
+from typing import Dict, List, Mapping, Optional, Sequence
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from fx_d2.evaluation.results import (
+    HEADLINE_METRICS,
+    eval_csv_path,
+    read_results_csv,
+    read_results_json,
+)
+
+TASK_ORDER = ("cls", "loc", "seg")
+TASK_TITLES = {"cls": "Classification", "loc": "Localization", "seg": "Segmentation"}
+MODEL_STYLES = {"student": "-", "teacher": "--"}
+
+
+def load_history(path: str) -> List[Dict[str, float]]:
+    """Evaluation history as rows ``{"cycle", "iteration", "<model>/<task>/<key>/<metric>"}``.
+
+    Args:
+        path: a ``metrics.csv``, or an output folder: its ``eval/metrics.csv`` when present,
+            else its ``eval/cycle_*.json`` files (in cycle order).
+
+    Raises:
+        FileNotFoundError: no history found.
+    """
+    if os.path.isfile(path):
+        return read_results_csv(path)
+    csv_path = eval_csv_path(path)
+    if os.path.isfile(csv_path):
+        return read_results_csv(csv_path)
+    files = sorted(glob.glob(os.path.join(path, "eval", "cycle_*.json")))
+    if not files:
+        raise FileNotFoundError(
+            f"no evaluation history in {path!r} (eval/metrics.csv or cycle_*.json)"
+        )
+    rows = []
+    for file in files:
+        payload = read_results_json(file)
+        row = {
+            "cycle": _as_float(payload.get("cycle")),
+            "iteration": _as_float(payload.get("iteration")),
+        }
+        for model, metrics in payload["results"].items():
+            row.update({f"{model}/{key}": value for key, value in metrics.items()})
+        rows.append(row)
+    return rows
+
+
+def _as_float(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def plot_metric_curves(
+    history: Sequence[Mapping[str, float]],
+    out_path: str,
+    metrics: Optional[Mapping[str, str]] = None,
+    models: Sequence[str] = ("student", "teacher"),
+    title: Optional[str] = None,
+) -> str:
+    """Plot one subplot per task with its headline metric against the cycle and save a PNG.
+
+    Args:
+        history: rows of :func:`load_history`.
+        out_path: PNG file to write (folders are created).
+        metrics: task -> metric to plot (default ``cls: AUC, loc: mAP40, seg: Dice``).
+        models: models to draw; the first is solid, the second dashed.
+        title: figure title.
+
+    Returns:
+        ``out_path``.
+
+    Raises:
+        ValueError: the history holds none of the requested metrics.
+    """
+    metrics = dict(metrics or HEADLINE_METRICS)
+    # series[task][dataset][model] = (x, y)
+    series: Dict[str, Dict[str, Dict[str, tuple]]] = {}
+    pattern = re.compile(r"^([^/]+)/([^/]+)/([^/]+)/(.+)$")
+    columns = {c for row in history for c in row}
+    for column in sorted(columns):
+        match = pattern.match(column)
+        if not match:
+            continue
+        model, task, dataset, metric = match.groups()
+        if model not in models or metrics.get(task) != metric:
+            continue
+        points = [(_x_of(row, i), row.get(column, math.nan)) for i, row in enumerate(history)]
+        points = [(x, y) for x, y in points if not math.isnan(y)]
+        if points:
+            series.setdefault(task, {}).setdefault(dataset, {})[model] = tuple(zip(*points))
+    if not series:
+        raise ValueError(f"no {metrics} values for models {list(models)} in the history")
+    tasks = [t for t in TASK_ORDER if t in series] + sorted(set(series) - set(TASK_ORDER))
+    figure = Figure(figsize=(5.0 * len(tasks), 4.0), dpi=100)
+    FigureCanvasAgg(figure)
+    styles = {m: MODEL_STYLES.get(m, ["-", "--", ":", "-."][i % 4]) for i, m in enumerate(models)}
+    for index, task in enumerate(tasks):
+        axes = figure.add_subplot(1, len(tasks), index + 1)
+        for color_index, dataset in enumerate(sorted(series[task])):
+            color = f"C{color_index % 10}"
+            for model in models:
+                if model in series[task][dataset]:
+                    xs, ys = series[task][dataset][model]
+                    label = f"{dataset} ({model})"
+                    axes.plot(xs, ys, styles[model], color=color, marker="o", ms=3, label=label)
+        axes.set_title(f"{TASK_TITLES.get(task, task)}: {metrics[task]}")
+        axes.set_xlabel("cycle")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_ylabel(f"{metrics[task]} (%)")
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=7)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
+    figure.savefig(out_path)
+    return out_path
+
+
+def _x_of(row: Mapping[str, float], position: int) -> float:
+    cycle = row.get("cycle", math.nan)
+    return float(position) if math.isnan(cycle) else cycle

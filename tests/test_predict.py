@@ -1,0 +1,147 @@
+"""tools/predict.py and FXPredictor end to end on a tiny randomly initialised FoundationX (CPU):
+files, folders, extension-less DICOM, JSON + PNG outputs, --dataset, --teacher weights."""
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pydicom
+import pytest
+import torch
+from detectron2.modeling import build_model
+from PIL import Image
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from fx_d2.modeling.testing import TINY_CONFIG, synthetic_metadata, tiny_cfg
+from fx_d2.utils.predictor import FXPredictor, teacher_state_dict
+
+FULL, CLS = "h6apred_full", "h6apred_cls"
+SMALL = ["INPUT.FX.SIZE", 64]  # square 64 px model inputs
+TOOL = os.path.join(os.path.dirname(__file__), "..", "tools", "predict.py")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def metadata():
+    with (
+        synthetic_metadata(
+            FULL, ("cls", "loc", "seg"), ("Nodule", "Effusion"), ("Nodule", "Lung"), ("Lung",)
+        ),
+        synthetic_metadata(CLS, ("cls",), ("Tuberculosis",)),
+    ):
+        yield
+
+
+@pytest.fixture(scope="module")
+def predict_tool():
+    spec = importlib.util.spec_from_file_location("fx_predict_tool", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write_png(path, height=96, width=80):
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (height, width), dtype=np.uint8)).save(path)
+
+
+def _write_dicom(path, height=72, width=88):
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(path, {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = (
+        meta.MediaStorageSOPClassUID,
+        meta.MediaStorageSOPInstanceUID,
+    )
+    ds.Modality, ds.PhotometricInterpretation = "CR", "MONOCHROME2"
+    ds.Rows, ds.Columns, ds.SamplesPerPixel = height, width, 1
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = np.arange(height * width, dtype=np.uint16).reshape(height, width).tobytes()
+    pydicom.dcmwrite(path, ds, enforce_file_format=True)
+
+
+def _checkpoint(tmp_path):
+    """A training-style checkpoint whose teacher's classification bias differs from the student."""
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg([FULL, CLS], SMALL))
+    student = model.state_dict()
+    teacher = {k: v.clone() for k, v in student.items()}
+    teacher[f"cls_heads.{CLS}.bias"] = torch.full_like(teacher[f"cls_heads.{CLS}.bias"], 20.0)
+    path = str(tmp_path / "model_0000099.pth")
+    torch.save({"model": student, "ema_teacher": teacher, "iteration": 99}, path)
+    return path
+
+
+def test_predictor_input_is_mapper_equivalent():
+    opts = ["INPUT.FX.RESIZE_MODE", "shortest_edge", "INPUT.FX.SIZE", 64, "INPUT.FX.MAX_SIZE", 128]
+    predictor = FXPredictor(tiny_cfg([FULL], opts))
+    image = np.linspace(0, 1, 100 * 80, dtype=np.float32).reshape(100, 80)
+    x = predictor.model_input(image, FULL)
+    assert x["image"].shape == (3, 80, 64)  # shortest edge -> INPUT.FX.SIZE 64
+    assert (x["height"], x["width"], x["dataset_name"]) == (100, 80, FULL)
+    assert torch.equal(x["image"][0], x["image"][2])  # gray replicated
+    assert 0.0 <= float(x["image"].min()) and float(x["image"].max()) <= 255.0 + 1e-3
+    assert float(x["image"].max()) > 200.0  # 0..255 scale, not 0..1
+    outputs = predictor(image)
+    assert set(outputs) == {FULL}
+    assert outputs[FULL]["sem_seg"].shape == (1, 100, 80)  # original size
+    assert outputs[FULL]["cls_probs"].shape == (2,)
+    with pytest.raises(KeyError, match="no heads"):
+        predictor(image, ["unknown"])
+
+
+def test_teacher_weights_are_loaded(tmp_path):
+    path = _checkpoint(tmp_path)
+    image = np.full((64, 64), 0.5, dtype=np.float32)
+    student = FXPredictor(tiny_cfg([FULL, CLS], SMALL), path)(image, [CLS])[CLS]["cls_probs"]
+    teacher = FXPredictor(tiny_cfg([FULL, CLS], SMALL), path, teacher=True)(image, [CLS])[CLS][
+        "cls_probs"
+    ]
+    assert float(teacher[0]) > 0.999 and float(student[0]) < 0.99
+    with pytest.raises(ValueError, match="no EMA teacher"):
+        teacher_state_dict({"model": {}}, "x.pth")
+
+
+def _argv(tmp_path, out, extra):
+    weights = ["--weights", _checkpoint(tmp_path), "--output", str(out)]
+    opts = ["--opts", "MODEL.FX.DATASETS", f"['{FULL}', '{CLS}']", "INPUT.FX.SIZE", "64"]
+    return ["--config-file", TINY_CONFIG] + weights + extra + opts
+
+
+def test_predict_tool_end_to_end(tmp_path, predict_tool, capsys):
+    folder = tmp_path / "scans" / "patient1"
+    folder.mkdir(parents=True)
+    _write_png(str(tmp_path / "a.png"))
+    _write_dicom(str(folder / "1.2.840.99"))  # extension-less DICOM, found by its magic bytes
+    (folder / "notes.txt").write_text("not an image")
+    out = tmp_path / "out"
+    inputs = ["--input", str(tmp_path / "a.png"), str(tmp_path / "scans")]
+    assert predict_tool.main(_argv(tmp_path, out, inputs)) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["images"] == 2
+    index = json.loads((out / "index.json").read_text())
+    assert len(index) == 2
+    record = json.loads((out / "patient1__1.2.840.99.json").read_text())
+    assert (record["height"], record["width"], record["model"]) == (72, 88, "student")
+    assert set(record["datasets"]) == {FULL, CLS}
+    full = record["datasets"][FULL]
+    assert set(full["cls"]) == {"Nodule", "Effusion"} and set(full["masks"]) == {"Lung"}
+    assert full["masks"]["Lung"]["rle"]["size"] == [72, 88]
+    assert all(len(b["bbox"]) == 4 and b["category"] in ("Nodule", "Lung") for b in full["boxes"])
+    assert set(record["datasets"][CLS]) == {"cls"}
+    overlay = Image.open(out / f"patient1__1.2.840.99.{FULL}.png")
+    assert overlay.size == (88, 72) and overlay.mode == "RGB"
+    assert (out / f"a.{CLS}.png").is_file()
+
+    # one dataset's heads, the teacher, and an unreadable file (exit status 1, others written)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    out2 = tmp_path / "out2"
+    inputs = ["--input", str(tmp_path / "broken.png"), str(tmp_path / "a.png")]
+    argv = _argv(tmp_path, out2, ["--teacher", "--dataset", CLS] + inputs)
+    assert predict_tool.main(argv) == 1
+    record = json.loads((out2 / "a.json").read_text())
+    assert record["model"] == "teacher" and set(record["datasets"]) == {CLS}
+    assert record["datasets"][CLS]["cls"]["Tuberculosis"] > 0.999
+    assert not (out2 / "broken.json").exists()
