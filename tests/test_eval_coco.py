@@ -149,3 +149,18 @@ def test_built_from_config_uses_iou_thresholds(register_dataset):
     )
     results = evaluators.evaluate()["loc"]
     assert math.isnan(results["mAP40"]) and results["AP50"] == 0.0
+
+
+def test_images_never_box_annotated_are_not_scored(register_dataset):
+    # "neg" has an empty annotation list (a negative: its false positive counts); "nobox" has no
+    # "annotations" key at all (e.g. NIH images outside BBox_List) and is left out.
+    unboxed = {"image_id": "nobox", "file_name": "nobox.png", "height": 100, "width": 100}
+    name = register_dataset([_record("a", [((10, 10, 50, 50), 0)]), _record("neg", []), unboxed])
+    fp = ([[10, 10, 50, 50]], [0.95], [0])
+    tp = ([[10, 10, 50, 50]], [0.9], [0])
+    assert _evaluate(FXCOCOEvaluator(name, distributed=False), {"a": tp, "nobox": fp})[
+        "mAP40"
+    ] == pytest.approx(100.0)
+    assert _evaluate(FXCOCOEvaluator(name, distributed=False), {"a": tp, "neg": fp})[
+        "mAP40"
+    ] == pytest.approx(50.0)

@@ -249,12 +249,18 @@ class FXCOCOEvaluator(DatasetEvaluator):
         if not predictions:
             logger.warning("%s: no instances were processed; no AP", self.dataset_name)
             return {}
+        records = list(dicts_by_image_id(self.dataset_name).values())
+        # A dict without an "annotations" key was never box-annotated; one with an empty list is
+        # a negative image and is scored (false positives count).
+        unannotated = {str(r["image_id"]) for r in records if "annotations" not in r}
         coco_gt, id_map = build_coco_gt(
-            list(dicts_by_image_id(self.dataset_name).values()), self.class_names
+            [r for r in records if "annotations" in r], self.class_names
         )
         detections, image_ids = [], set()
         for p in predictions:
             if p["image_id"] not in id_map:
+                if p["image_id"] in unannotated:
+                    continue  # no box annotation at all (e.g. NIH outside BBox_List): not scored
                 raise ValueError(f"{self.dataset_name}: unknown image_id {p['image_id']!r}")
             coco_id = id_map[p["image_id"]]
             if coco_id in image_ids:
