@@ -188,3 +188,19 @@ def test_new_dataset_through_config_alone():
         assert only_cls.loc_encoder is None and only_cls.seg_decoder is None
     with pytest.raises(KeyError, match="h5fx_missing"):
         _model(datasets=("h5fx_missing",))
+
+
+def test_cls_pooling_ignores_tokens_of_the_batch_padding():
+    # Attention near the border still sees padded pixels (as in every padded Swin), but the pooled
+    # classification feature must average only the tokens that cover the image.
+    model = _model()
+    stages = [torch.randn(2, c, 4, 5) for c in model.backbone.num_features]
+    sizes = [(64, 64), (128, 160)]  # stage-4 tokens: 2x2 of the 4x5 padded map, and all of it
+    pooled = model._pool(stages, sizes)
+    changed = [s.clone() for s in stages]
+    changed[3][0, :, 2:, :] = 1e3
+    changed[3][0, :, :, 2:] = -1e3
+    torch.testing.assert_close(model._pool(changed, sizes), pooled)
+    expected = model.backbone.norm(stages[3][0, :, :2, :2].permute(1, 2, 0)).mean(dim=(0, 1))
+    torch.testing.assert_close(pooled[0], expected)
+    torch.testing.assert_close(pooled[1], model.backbone.pool([s[1:] for s in stages])[0])

@@ -234,8 +234,30 @@ class FoundationX(nn.Module):
         levels = self.backbone.normalize_levels(stages)
         return self.loc_encoder({name: levels[name] for name in self.loc_encoder.in_features})
 
-    def task_features(self, x: torch.Tensor, task: str) -> Tuple[Any, List[torch.Tensor]]:
+    def _pool(self, stages: List[torch.Tensor], image_sizes=None) -> torch.Tensor:
+        """Final-norm pooled feature (N, C4), averaging only tokens that cover the image.
+
+        Without this, zero padding of smaller images in a mixed-size batch would enter the mean
+        and an image's prediction would depend on its batch-mates.
+        """
+        last = stages[3]
+        padded = (last.shape[-2], last.shape[-1])
+        stride = 32
+        valid = [
+            ((h + stride - 1) // stride, (w + stride - 1) // stride) for h, w in image_sizes or []
+        ]
+        if not valid or all(v == padded for v in valid):
+            return self.backbone.pool(stages)
+        tokens = self.backbone.norm(last.permute(0, 2, 3, 1))  # (N, H, W, C)
+        return torch.stack([tokens[i, :h, :w].mean(dim=(0, 1)) for i, (h, w) in enumerate(valid)])
+
+    def task_features(
+        self, x: torch.Tensor, task: str, image_sizes: Optional[List[Tuple[int, int]]] = None
+    ) -> Tuple[Any, List[torch.Tensor]]:
         """Shared-module output for ``task`` on a normalised, padded batch ``x`` (N, 3, H, W).
+
+        ``image_sizes`` (unpadded (h, w) per image) restricts the classification pooling to the
+        image area.
 
         Returns:
             ``(head_input, consistency_features)``: cls ``(pooled (N, C4), [pooled])``; loc
@@ -243,7 +265,7 @@ class FoundationX(nn.Module):
         """
         stages = self.backbone.forward_stages(x)
         if task == "cls":
-            pooled = self.backbone.pool(stages)
+            pooled = self._pool(stages, image_sizes)
             return pooled, [pooled]
         if task == "loc":
             pyramid = self._loc_pyramid(stages)
@@ -277,7 +299,9 @@ class FoundationX(nn.Module):
         images = self.preprocess_image(batched_inputs)
         locked = frozen(*self.locked_modules(task)) if self._locked else contextlib.nullcontext()
         with locked:
-            head_input, student_features = self.task_features(images.tensor, task)
+            head_input, student_features = self.task_features(
+                images.tensor, task, images.image_sizes
+            )
         if task == "cls":
             losses = self._cls_losses(key, head_input, batched_inputs)
         elif task == "loc":
@@ -285,7 +309,7 @@ class FoundationX(nn.Module):
             _, losses = self.loc_decoders[key](images, head_input, gt)
         else:
             losses = self._seg_losses(key, head_input, images, batched_inputs)
-        return self._with_consistency(losses, student_features, images.tensor, task)
+        return self._with_consistency(losses, student_features, images, task)
 
     def _batch_stage(self, batched_inputs: List[Dict[str, Any]]) -> Tuple[str, str]:
         stages = sorted({(str(x.get("dataset_name")), str(x.get("task"))) for x in batched_inputs})
@@ -347,7 +371,7 @@ class FoundationX(nn.Module):
             losses["loss_seg_bce"] = self.seg_bce_weight * masked_bce_loss(logits, targets, valid)
         return losses
 
-    def _with_consistency(self, losses, student_features, x, task) -> Dict[str, torch.Tensor]:
+    def _with_consistency(self, losses, student_features, images, task) -> Dict[str, torch.Tensor]:
         c = self.consistency_weight
         if self._teacher is None or c <= 0:
             return losses
@@ -357,7 +381,9 @@ class FoundationX(nn.Module):
             weighted["loss_consistency"] = torch.zeros((), device=self.device)
             return weighted
         with frozen(self._teacher):
-            _, teacher_features = self._teacher.task_features(x, task)
+            _, teacher_features = self._teacher.task_features(
+                images.tensor, task, images.image_sizes
+            )
         cons = consistency_loss(
             [f.float() for f in student_features], [f.float() for f in teacher_features]
         )
@@ -383,7 +409,7 @@ class FoundationX(nn.Module):
         ]
         groups = self._groups(requests)
         if groups["cls"]:
-            pooled = self.backbone.pool(stages)
+            pooled = self._pool(stages, images.image_sizes)
             for key, idx in groups["cls"].items():
                 exclusive = self.cls_exclusive_softmax and self.datasets[key].cls_exclusive
                 probs = cls_probabilities(self.cls_heads[key](pooled[idx]), exclusive)
