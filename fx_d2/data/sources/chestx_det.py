@@ -28,8 +28,8 @@ from typing import Any, Dict, List
 
 from detectron2.structures import BoxMode
 
-from ..io import ImageReadError, read_image_size
 from .base import ProblemLog, clip_box, register_source, resolve_inside
+from .common import existing_image_size
 
 logger = logging.getLogger(__name__)
 
@@ -111,14 +111,10 @@ def load_chestx_det(root: str, split: str, problems: ProblemLog) -> List[Dict[st
         path = resolve_inside(image_dir, entry["file_name"], problems, where)
         if path is None:
             continue
-        if not os.path.exists(path):
-            problems.add("missing_image", where, f"image {path} does not exist")
+        size = existing_image_size(path, problems, where)
+        if size is None:
             continue
-        try:
-            height, width = read_image_size(path)
-        except ImageReadError as e:
-            problems.add("bad_image", where, str(e))
-            continue
+        height, width = size
         labels = [0.0] * len(CLASSES)
         annotations = []
         for k, (sym, box, poly) in enumerate(zip(syms, boxes, polygons)):

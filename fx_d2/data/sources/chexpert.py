@@ -33,9 +33,8 @@ import os
 import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..io import ImageReadError, read_image_size
 from .base import ProblemLog, register_source
-from .common import join_inside, read_stripped_csv
+from .common import existing_image_size, join_inside, read_stripped_csv
 
 logger = logging.getLogger(__name__)
 
@@ -136,14 +135,10 @@ def load_chexpert(root: str, split: str, problems: ProblemLog) -> List[Dict[str,
         path, key = image_path(csv_dir, row["Path"], problems, where)
         if path is None:
             continue
-        if not os.path.exists(path):
-            problems.add("missing_image", where, f"image {path} does not exist")
+        size = existing_image_size(path, problems, where)
+        if size is None:
             continue
-        try:
-            height, width = read_image_size(path)
-        except ImageReadError as e:
-            problems.add("bad_image", where, str(e))
-            continue
+        height, width = size
         record = dict(
             file_name=path,
             height=height,

@@ -3,7 +3,7 @@
 import csv
 import hashlib
 import os
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 from .base import ProblemLog
 
@@ -59,6 +59,48 @@ def dicom_header(path: str) -> Tuple[int, int, Optional[str]]:
         raise ValueError(f"unreadable DICOM header ({type(e).__name__}: {e})") from e
     patient = str(getattr(ds, "PatientID", "") or "").strip()
     return height, width, patient or None
+
+
+def existing_image_size(
+    path: str, problems: ProblemLog, where: str, dicom: bool = False
+) -> Optional[Tuple[int, int]]:
+    """``(height, width)`` of the image at ``path`` from its header; None when the file is missing
+    or unreadable, after logging it under ``where`` (a row or file the path came from).
+
+    ``dicom=True`` reads the DICOM header with :func:`dicom_header` (any format otherwise).
+    """
+    from ..io import ImageReadError, read_image_size
+
+    if not os.path.exists(path):
+        problems.add("missing_image", where, f"image {path} does not exist")
+        return None
+    try:
+        if dicom:
+            return dicom_header(path)[:2]
+        return read_image_size(path)
+    except ImageReadError as e:
+        problems.add("bad_image", where, str(e))
+    except ValueError as e:
+        problems.add("bad_image", where, f"{path}: {e}")
+    return None
+
+
+def find_release_folder(
+    root: str, candidates: Sequence[str], has_marker: Callable[[str], bool], marker: str
+) -> str:
+    """First ``root/<candidate>`` for which ``has_marker(folder)`` holds (releases unpack into
+    differently nested folders).
+
+    Raises:
+        FileNotFoundError: no candidate has ``marker`` (named in the message).
+    """
+    for folder in candidates:
+        base = os.path.join(root, folder)
+        if has_marker(base):
+            return base
+    raise FileNotFoundError(
+        f"{root}: no {marker} in any of {[f or '.' for f in candidates]} (see datasets/README.md)"
+    )
 
 
 def png_size(path: str) -> Tuple[int, int]:

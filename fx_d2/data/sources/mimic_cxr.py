@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..io import ImageReadError, read_image_size
 from .base import ProblemLog, register_source
 from .chexpert import CLASSES, REPORT_CLASSES, parse_observations
-from .common import join_inside, read_stripped_csv_any
+from .common import find_release_folder, join_inside, read_stripped_csv_any
 
 logger = logging.getLogger(__name__)
 
@@ -60,13 +60,8 @@ def find_release(root: str) -> str:
     Raises:
         FileNotFoundError: no candidate folder has the split file.
     """
-    for folder in BASE_FOLDERS:
-        base = os.path.join(root, folder)
-        if _find(base, "split"):
-            return base
-    raise FileNotFoundError(
-        f"{root}: no {PREFIX}split.csv[.gz] in any of {[f or '.' for f in BASE_FOLDERS]} "
-        "(see datasets/README.md)"
+    return find_release_folder(
+        root, BASE_FOLDERS, lambda folder: _find(folder, "split"), f"{PREFIX}split.csv[.gz]"
     )
 
 

@@ -1,0 +1,160 @@
+"""TBX11K (tuberculosis), read from the original download.
+
+Layout under ``<root>/tbx11k/``, optionally below ``TBX11K/`` (datasets.md §6)::
+
+    imgs/{health,sick,tb,test,extra/...}/*.png        8-bit PNG (RGB-stored gray), 512 x 512
+    annotations/json/TBX11K_{train,val}.json          COCO; images[].file_name relative to imgs/
+    lists/TBX11K_{train,val,test}.txt                 one image per line, relative to imgs/
+
+Splits: ``train`` / ``val`` from the official lists (the images of a split are the list's lines;
+boxes come from the split's COCO JSON). The official test labels are withheld (online challenge),
+so no ``test`` split is registered; the reference, too, trained on train and evaluated on val.
+
+Classification: ``["Tuberculosis"]`` = 1.0 when the image is in ``tb/`` (as the reference:
+the list line starts with ``tb``), else 0.0 (``health/`` and ``sick/`` non-TB images); ``tb1199``
+is in ``tb/`` without a box and stays positive.
+
+Localization: category-agnostic, as the reference: ``thing_classes = ["TB"]``; the COCO category
+name (``ActiveTuberculosis``, ``ObsoletePulmonaryTuberculosis`` = latent, ``PulmonaryTuberculosis``
+= uncertain) is kept in each annotation as ``tb_category``. COCO ``[x, y, w, h]`` -> XYXY_ABS,
+clipped. JSON images are matched to list lines by ``file_name`` (relative path, else base name).
+Height/width come from the PNG header. ``source_folder`` records health / sick / tb.
+"""
+
+import json
+import logging
+import os
+from typing import Any, Dict, List, Tuple
+
+from detectron2.structures import BoxMode
+
+from .base import ProblemLog, clip_box, register_source
+from .common import existing_image_size, find_release_folder, join_inside
+
+logger = logging.getLogger(__name__)
+
+KEY = "tbx11k"
+TB_CATEGORIES = ("ActiveTuberculosis", "ObsoletePulmonaryTuberculosis", "PulmonaryTuberculosis")
+BASE_FOLDERS = ("", "TBX11K")
+
+
+def find_release(root: str) -> str:
+    """Folder holding ``imgs/``, ``annotations/`` and ``lists/``.
+
+    Raises:
+        FileNotFoundError: no candidate folder has ``lists/``.
+    """
+    return find_release_folder(
+        root,
+        BASE_FOLDERS,
+        lambda folder: os.path.isdir(os.path.join(folder, "lists")),
+        "lists/ folder",
+    )
+
+
+def _read_coco(path: str, problems: ProblemLog) -> Dict[str, List[Tuple[str, str, list]]]:
+    """Image file_name -> [(where, category name, [x, y, w, h])]; base names are keys too."""
+    with open(path, encoding="utf-8") as f:
+        try:
+            coco = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(coco, dict) or not isinstance(coco.get("images"), list):
+        raise ValueError(f"{path}: expected a COCO object with an 'images' list")
+    names = {c.get("id"): c.get("name") for c in coco.get("categories", []) if isinstance(c, dict)}
+    files = {
+        im.get("id"): str(im.get("file_name", "")).replace("\\", "/")
+        for im in coco["images"]
+        if isinstance(im, dict)
+    }
+    boxes: Dict[str, List[Tuple[str, str, list]]] = {}
+    for n, ann in enumerate(coco.get("annotations", [])):
+        where = f"{path} annotation {n}"
+        if not isinstance(ann, dict) or ann.get("image_id") not in files:
+            problems.add("bad_row", where, "not an object with a known 'image_id'")
+            continue
+        name = names.get(ann.get("category_id"))
+        if name not in TB_CATEGORIES:
+            problems.add(
+                "unknown_class",
+                where,
+                f"category id {ann.get('category_id')!r} ({name!r}); known: {TB_CATEGORIES}",
+            )
+            continue
+        bbox = ann.get("bbox")
+        if not isinstance(bbox, list) or len(bbox) != 4:
+            problems.add("bad_row", where, f"bbox {bbox!r} is not [x, y, w, h]")
+            continue
+        file_name = files[ann["image_id"]]
+        entry = (f"{where} ({file_name})", name, bbox)
+        boxes.setdefault(file_name, []).append(entry)
+        if os.path.basename(file_name) != file_name:
+            boxes.setdefault(os.path.basename(file_name), []).append(entry)
+    return boxes
+
+
+@register_source(
+    KEY,
+    splits=("train", "val"),
+    tasks=("cls", "loc"),
+    cls_classes=("Tuberculosis",),
+    thing_classes=("TB",),
+    tb_categories=list(TB_CATEGORIES),
+)
+def load_tbx11k(root: str, split: str, problems: ProblemLog) -> List[Dict[str, Any]]:
+    """Read one split of TBX11K (see the module docstring for layout and rules)."""
+    base = find_release(root)
+    list_path = os.path.join(base, "lists", f"TBX11K_{split}.txt")
+    json_path = os.path.join(base, "annotations", "json", f"TBX11K_{split}.json")
+    for path in (list_path, json_path):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path} not found (see datasets/README.md)")
+    boxes = _read_coco(json_path, problems)
+    imgs = os.path.join(base, "imgs")
+
+    dicts = []
+    with open(list_path, encoding="utf-8") as f:
+        lines = [(n, line.split()) for n, line in enumerate(f, 1) if line.strip()]
+    for n, fields in lines:
+        rel = fields[0].replace("\\", "/")
+        where = f"{list_path}:{n}"
+        path = join_inside(imgs, rel, problems, where)
+        if path is None:
+            continue
+        size = existing_image_size(path, problems, where)
+        if size is None:
+            continue
+        height, width = size
+        folder = rel.split("/", 1)[0] if "/" in rel else ""
+        entries = boxes.get(rel, boxes.get(os.path.basename(rel), []))
+        annotations = []
+        for box_where, name, bbox in entries:
+            try:
+                x, y, w, h = (float(v) for v in bbox)
+            except (TypeError, ValueError):
+                problems.add("bad_row", box_where, f"bbox {bbox!r} is not numeric")
+                continue
+            clipped = clip_box([x, y, x + w, y + h], width, height, problems, box_where)
+            if clipped is not None:
+                annotations.append(
+                    dict(
+                        bbox=clipped,
+                        bbox_mode=BoxMode.XYXY_ABS,
+                        category_id=0,
+                        iscrowd=0,
+                        tb_category=name,
+                    )
+                )
+        dicts.append(
+            dict(
+                file_name=path,
+                height=height,
+                width=width,
+                image_id=f"{KEY}/{os.path.splitext(rel)[0]}",
+                dataset_name=KEY,
+                cls_labels=[1.0 if rel.startswith("tb") else 0.0],
+                annotations=annotations,
+                source_folder=folder,
+            )
+        )
+    return dicts
