@@ -84,8 +84,6 @@ def _add_model_config(cfg: CN) -> None:
     # Under lock the student features of the consistency loss carry no gradient; False skips the
     # teacher forward there and logs loss_consistency = 0, True computes it anyway.
     cfg.MODEL.FX.CONSISTENCY_WHEN_LOCKED = False
-    # Evaluate the EMA teacher (teacher.module) instead of the student (read by the trainer).
-    cfg.MODEL.FX.EVAL_WITH_TEACHER = False
     # END MODEL KEYS
 
 

@@ -40,7 +40,7 @@ OFFICIAL_REPO = "https://github.com/facebookresearch/detectron2.git"
 SDIST_REQUIREMENT = "pb1-detectron2==0.6"
 NUMPY_ALIAS = re.compile(r"\bnp\.(bool|int|float|str|object)\b(?!_|\d)")
 
-PLACEHOLDER_C = '''"""Placeholder for detectron2's compiled ops, which this pure-Python build does not have.
+PLACEHOLDER_C = '''"""Placeholder for detectron2's compiled ops (not in this pure-Python build).
 
 Installed by fx_d2's tools/install_detectron2.py. Without them, deformable convolution, rotated
 box ops and the fast COCOeval are unavailable; everything fx_d2 uses works.

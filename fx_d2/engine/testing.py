@@ -1,0 +1,265 @@
+"""In-memory synthetic datasets and a trainer using them, for trainer tests and benchmarks.
+
+Nothing is read from disk: ``register_synthetic`` registers ``fx_<key>_{train,test}`` whose dicts
+describe 64x64 images with one square "lesion" (box, polygon mask, class label); the
+``SyntheticMapper`` draws each image from its ``image_id`` and applies a random brightness jitter
+drawn from NumPy's global RNG (so tests see whether the trainer controls augmentation randomness).
+File names listed as unreadable make the mapper return None, like FXDatasetMapper does for a
+corrupt file. ``SyntheticLockReleaseTrainer`` (``SOLVER.FX.TRAINER``) uses that mapper.
+"""
+
+import hashlib
+import importlib.util
+import os
+import signal
+import sys
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.engine import HookBase
+from detectron2.structures import Boxes, BoxMode, Instances
+
+from . import toy_model  # noqa: F401  registers FXToyModel
+from .registry import TRAINER_REGISTRY
+from .trainer import LockReleaseTrainer
+
+__all__ = [
+    "TOY_CONFIG",
+    "toy_cfg",
+    "register_synthetic",
+    "SyntheticMapper",
+    "SyntheticLockReleaseTrainer",
+    "UNREADABLE",
+    "run_train_net",
+    "ddp_check_main",
+]
+
+TOY_CONFIG = os.path.normpath(
+    os.path.join(os.path.dirname(__file__), "..", "..", "configs", "tests", "trainer_toy.yaml")
+)
+
+# file names the SyntheticMapper refuses (like an unreadable file on disk)
+UNREADABLE: set = set()
+SIZE = 64
+
+
+def toy_cfg(opts: Sequence[Any] = (), config_file: str = TOY_CONFIG):
+    """``get_cfg()`` + ``add_fx_config`` + ``configs/tests/trainer_toy.yaml`` + ``opts``."""
+    from detectron2.config import get_cfg
+
+    from fx_d2.config import add_fx_config
+
+    cfg = add_fx_config(get_cfg())
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    return cfg
+
+
+def _lesion_box(image_id: str, size: int = SIZE) -> List[float]:
+    h = int(hashlib.md5(image_id.encode()).hexdigest()[:8], 16)
+    side = (12 + h % 16) * size // SIZE
+    x0, y0 = 4 + (h >> 5) % (size - side - 8), 4 + (h >> 11) % (size - side - 8)
+    return [float(x0), float(y0), float(x0 + side), float(y0 + side)]
+
+
+def _synthetic_dicts(key: str, split: str, count: int, size: int = SIZE) -> List[Dict[str, Any]]:
+    dicts = []
+    for i in range(count):
+        image_id = f"{key}/{split}/{i}"
+        positive = i % 2 == 0
+        box = _lesion_box(image_id, size)
+        x0, y0, x1, y1 = box
+        annotations = []
+        if positive:
+            annotations.append(
+                dict(bbox=box, bbox_mode=BoxMode.XYXY_ABS, category_id=0, iscrowd=0,
+                     segmentation=[[x0, y0, x1, y0, x1, y1, x0, y1]])  # fmt: skip
+            )
+        dicts.append(
+            dict(file_name=f"synthetic://{image_id}.png", height=size, width=size,
+                 image_id=image_id, dataset_name=key,
+                 cls_labels=[1.0 if positive else 0.0, float(i % 3 == 0)],
+                 annotations=annotations)  # fmt: skip
+        )
+    return dicts
+
+
+def register_synthetic(
+    key: str,
+    tasks: Sequence[str] = ("cls", "loc", "seg"),
+    train: int = 16,
+    test: int = 0,
+    size: int = SIZE,
+) -> None:
+    """Register ``fx_<key>_train`` (``train`` images of ``size`` x ``size``) and, when ``test`` >
+    0, ``fx_<key>_test`` (re-registering replaces an earlier registration)."""
+    for split, count in (("train", train), ("test", test)):
+        name = f"fx_{key}_{split}"
+        if name in DatasetCatalog.list():
+            DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
+        if count <= 0:
+            continue
+        DatasetCatalog.register(
+            name, lambda k=key, s=split, n=count: _synthetic_dicts(k, s, n, size)
+        )
+        MetadataCatalog.get(name).set(
+            dataset_key=key,
+            split=split,
+            tasks=list(tasks),
+            cls_classes=["lesion", "third"],
+            thing_classes=["lesion"],
+            seg_classes=["lesion"],
+            evaluator_type="fx_" + "_".join(tasks),
+        )
+
+
+class SyntheticMapper:
+    """Dict of :func:`register_synthetic` -> model input (CONTRACTS "Mapper output")."""
+
+    def __init__(self, is_train: bool, task: Optional[str] = None):
+        self.is_train = is_train
+        self.task = task
+
+    def __call__(self, d: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        if d["file_name"] in UNREADABLE:
+            return None
+        seed = int(hashlib.md5(d["image_id"].encode()).hexdigest()[:8], 16)
+        gen = torch.Generator().manual_seed(seed)
+        h, w = int(d["height"]), int(d["width"])
+        image = 60.0 + 20.0 * torch.rand(h, w, generator=gen)
+        mask = torch.zeros(h, w)
+        for ann in d["annotations"]:
+            x0, y0, x1, y1 = (int(v) for v in ann["bbox"])
+            mask[y0:y1, x0:x1] = 1.0
+        image = image + 120.0 * mask
+        if self.is_train:  # augmentation from the global RNG
+            image = image * float(np.random.uniform(0.9, 1.1))
+        tasks = [self.task] if self.task else ["cls", "loc", "seg"]
+        out: Dict[str, Any] = dict(
+            file_name=d["file_name"], image_id=d["image_id"], height=h, width=w,
+            dataset_name=d["dataset_name"], task=tasks[0],
+            image=image.clamp(0, 255).expand(3, -1, -1).contiguous(),
+            cls_labels=list(d["cls_labels"]),
+            cls_target=torch.tensor(d["cls_labels"], dtype=torch.float32),
+            cls_weight=torch.ones(len(d["cls_labels"])),
+        )  # fmt: skip
+        if "loc" in tasks:
+            inst = Instances((h, w))
+            boxes = [a["bbox"] for a in d["annotations"]]
+            inst.gt_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
+            inst.gt_classes = torch.zeros(len(boxes), dtype=torch.int64)
+            out["instances"] = inst
+        if "seg" in tasks:
+            out["sem_seg"] = mask[None].clone()
+        return out
+
+
+@TRAINER_REGISTRY.register()
+class SyntheticLockReleaseTrainer(LockReleaseTrainer):
+    """LockReleaseTrainer on :func:`register_synthetic` data (tests and benchmarks).
+
+    Environment: ``FX_TEST_SIGKILL_AFTER=N`` kills the process with SIGKILL after iteration N
+    (after that iteration's hooks), to test resuming after a crash.
+    """
+
+    @classmethod
+    def build_train_mapper(cls, cfg, dataset: str, task: str):
+        return SyntheticMapper(True, task)
+
+    @classmethod
+    def build_test_mapper(cls, cfg):
+        return SyntheticMapper(False)
+
+    def build_hooks(self):
+        ret = super().build_hooks()
+        kill_after = os.environ.get("FX_TEST_SIGKILL_AFTER")
+        if kill_after:
+            ret.append(_KillHook(int(kill_after)))
+        return ret
+
+
+class _KillHook(HookBase):
+    def __init__(self, iteration: int):
+        self.iteration = iteration
+
+    def after_step(self):
+        if self.trainer.iter == self.iteration:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def run_train_net(
+    argv: Sequence[str], synthetic: Sequence[str] = ("synth",), test_images: int = 0
+) -> None:
+    """Run ``tools/train_net.py`` with ``argv`` after registering synthetic datasets ``synthetic``
+    (each with all tasks, 16 train images and ``test_images`` test images)."""
+    for key in synthetic:
+        register_synthetic(key, test=test_images)
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "train_net.py")
+    spec = importlib.util.spec_from_file_location("fx_train_net", os.path.normpath(path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.invoke_main(list(argv))
+
+
+class _PhaseRecorder(HookBase):
+    """Records the phase of every iteration and whether the locked modules stayed unchanged
+    through each lock phase (and whether the stage's head changed)."""
+
+    def __init__(self):
+        self.phases: List[tuple] = []
+        self.lock_checks: List[Dict[str, Any]] = []
+        self._snapshot: Optional[Dict[str, torch.Tensor]] = None
+
+    def _params(self, prefixes) -> Dict[str, torch.Tensor]:
+        student = self.trainer.student
+        return {
+            n: p.detach().clone() for n, p in student.named_parameters() if n.startswith(prefixes)
+        }
+
+    def before_step(self):
+        p = self.trainer.phase
+        self.phases.append((self.trainer.iter, p.cycle, p.stage_index, p.dataset, p.task, p.locked))
+        if p.locked and p.iter_in_phase == 0:
+            shared = ("backbone.", "loc_encoder.") if p.task == "loc" else ("backbone.",)
+            self._snapshot = self._params(shared)
+            self._head = self._params(("cls_heads.", "loc_decoders.", "seg_heads."))
+
+    def after_step(self):
+        p = self.trainer.phase
+        if p.locked and self.trainer.iter == p.phase_end - 1:
+            now = self._params(tuple({n.split(".")[0] + "." for n in self._snapshot}))
+            heads = self._params(("cls_heads.", "loc_decoders.", "seg_heads."))
+            self.lock_checks.append(dict(
+                task=p.task,
+                shared_unchanged=all(torch.equal(now[n], v) for n, v in self._snapshot.items()),
+                head_changed=any(not torch.equal(heads[n], v) for n, v in self._head.items()),
+            ))  # fmt: skip
+
+
+def ddp_check_main(out_dir: str, opts: Sequence[Any] = ()) -> None:
+    """Train the toy config in each process of a ``launch`` and save, per rank,
+    ``rank<r>.pt``: phases per iteration, lock checks, student parameters, teacher state."""
+    from detectron2.utils import comm
+
+    register_synthetic("synth")
+    cfg = toy_cfg(list(opts) + ["OUTPUT_DIR", out_dir])
+    trainer = SyntheticLockReleaseTrainer(cfg)
+    trainer.resume_or_load(resume=False)
+    recorder = _PhaseRecorder()
+    trainer.register_hooks([recorder])
+    trainer.train()
+    torch.save(
+        dict(
+            phases=recorder.phases,
+            lock_checks=recorder.lock_checks,
+            params={n: p.detach() for n, p in trainer.student.named_parameters()},
+            teacher=trainer.teacher.state_dict(),
+            world_size=comm.get_world_size(),
+        ),
+        os.path.join(out_dir, f"rank{comm.get_rank()}.pt"),
+    )
