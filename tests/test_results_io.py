@@ -14,6 +14,7 @@ from fx_d2.evaluation import (
     eval_json_path,
     flatten_results,
     format_results_table,
+    headline_means,
     put_results_scalars,
     read_results_csv,
     read_results_json,
@@ -167,3 +168,18 @@ def test_curves_png_from_csv_and_json(tmp_path, names):
         plot_metric_curves(history, str(tmp_path / "x.png"), metrics={"cls": "F1"})
     with pytest.raises(FileNotFoundError):
         load_history(str(tmp_path / "nothing"))
+
+
+def test_headline_means_skip_nan_and_other_metrics():
+    flat = {
+        "student": {
+            "cls/a/AUC": 80.0, "cls/b/AUC": 60.0, "cls/c/AUC": float("nan"), "cls/a/AUC-x": 1.0,
+            "loc/a/mAP40": 50.0, "loc/a/AP50": 10.0, "seg/a/Dice": 70.0, "seg/b/Dice": 90.0,
+        },
+        "teacher": {"cls/a/AUC": 90.0},
+    }  # fmt: skip
+    means = headline_means(flat)
+    assert means["student"] == {"cls/AUC": 70.0, "loc/mAP40": 50.0, "seg/Dice": 80.0}
+    assert means["teacher"] == {"cls/AUC": 90.0}
+    mean_rows = [line for line in format_results_table(flat).splitlines() if "(mean)" in line]
+    assert len(mean_rows) == 3 and "70.00" in mean_rows[0] and "90.00" in mean_rows[0]

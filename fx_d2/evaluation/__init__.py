@@ -10,6 +10,7 @@ from .results import (
     eval_json_path,
     flatten_results,
     format_results_table,
+    headline_means,
     put_results_scalars,
     read_results_csv,
     read_results_json,
@@ -35,4 +36,5 @@ __all__ = [
     "read_results_csv",
     "put_results_scalars",
     "format_results_table",
+    "headline_means",
 ]

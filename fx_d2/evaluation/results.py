@@ -163,9 +163,26 @@ def _is_headline(metric: str) -> bool:
     return "-" not in metric and not metric.startswith("num_")
 
 
+def headline_means(flat: FlatResults) -> Dict[str, Dict[str, float]]:
+    """Per model, the mean over datasets of each task's headline metric (cls AUC, loc mAP40,
+    seg Dice), keyed ``"<task>/<metric>"``; datasets whose value is NaN are left out."""
+    means: Dict[str, Dict[str, float]] = {}
+    for model, values in flat.items():
+        for task, metric in HEADLINE_METRICS.items():
+            found = [
+                v
+                for k, v in values.items()
+                if k.startswith(f"{task}/") and k.endswith(f"/{metric}") and not math.isnan(v)
+            ]
+            if found:
+                means.setdefault(model, {})[f"{task}/{metric}"] = sum(found) / len(found)
+    return means
+
+
 def format_results_table(flat: FlatResults, models: Optional[Sequence[str]] = None) -> str:
     """Table of the summary metrics (per-class and count keys left out): one row per
-    ``dataset / task / metric``, one column per model (e.g. student, teacher)."""
+    ``dataset / task / metric``, one column per model (e.g. student, teacher), then the
+    ``(mean)`` rows of :func:`headline_means`."""
     models = list(models) if models is not None else list(flat)
     keys: List[str] = []
     for model in models:
@@ -178,6 +195,11 @@ def format_results_table(flat: FlatResults, models: Optional[Sequence[str]] = No
         task, name, metric = key.split("/", 2)
         values = [flat.get(model, {}).get(key, float("nan")) for model in models]
         rows.append([name, task, metric] + values)
+    means = headline_means(flat)
+    for task, metric in HEADLINE_METRICS.items():
+        values = [means.get(model, {}).get(f"{task}/{metric}", float("nan")) for model in models]
+        if any(not math.isnan(v) for v in values):
+            rows.append(["(mean)", task, metric] + values)
     return tabulate(
         rows, headers=["dataset", "task", "metric"] + models, tablefmt="pipe", floatfmt=".2f"
     )
