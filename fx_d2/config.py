@@ -58,6 +58,9 @@ def _add_model_config(cfg: CN) -> None:
     # Datasets whose metadata says cls_exclusive (RSNA's 3 classes) train with softmax
     # cross-entropy and predict softmax probabilities; False = BCE/sigmoid as the reference.
     cfg.MODEL.FX.CLS_EXCLUSIVE_SOFTMAX = False
+    # Classification feature from the final-norm last-stage tokens: "mean" (reference) or "max"
+    # (a small finding is not averaged away; the demo uses it).
+    cfg.MODEL.FX.CLS_POOLING = "mean"
     # Backbone levels (per-level LayerNorm applied) feeding the shared localization FPN.
     cfg.MODEL.FX.LOC_IN_FEATURES = ["res2", "res3", "res4", "res5"]
     # Channels of the localization FPN levels p2..p6 (the reference's DINO uses 256).

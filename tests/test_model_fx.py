@@ -204,3 +204,17 @@ def test_cls_pooling_ignores_tokens_of_the_batch_padding():
     expected = model.backbone.norm(stages[3][0, :, :2, :2].permute(1, 2, 0)).mean(dim=(0, 1))
     torch.testing.assert_close(pooled[0], expected)
     torch.testing.assert_close(pooled[1], model.backbone.pool([s[1:] for s in stages])[0])
+
+
+def test_cls_max_pooling_takes_the_strongest_token_inside_each_image():
+    model = _model("MODEL.FX.CLS_POOLING", "max")
+    stages = [torch.randn(2, c, 4, 5) for c in model.backbone.num_features]
+    sizes = [(64, 64), (128, 160)]
+    pooled = model._pool(stages, sizes)
+    tokens = model.backbone.norm(stages[3].permute(0, 2, 3, 1))
+    torch.testing.assert_close(pooled[0], tokens[0, :2, :2].amax(dim=(0, 1)))
+    torch.testing.assert_close(pooled[1], tokens[1].amax(dim=(0, 1)))
+    torch.testing.assert_close(model._pool(stages), tokens.amax(dim=(1, 2)))
+    assert not torch.allclose(pooled, _model()._pool(stages, sizes))
+    with pytest.raises(ValueError, match="CLS_POOLING"):
+        _model("MODEL.FX.CLS_POOLING", "median")

@@ -44,6 +44,7 @@ __all__ = ["FoundationX"]
 
 logger = logging.getLogger(__name__)
 
+CLS_POOLINGS = ("mean", "max")
 _PADDING_CONSTRAINTS = "padding_constraints" in inspect.signature(ImageList.from_tensors).parameters
 
 
@@ -63,6 +64,7 @@ class FoundationX(nn.Module):
         loc_decoders: Optional[Dict[str, nn.Module]] = None,
         seg_decoder: Optional[UperNetDecoder] = None,
         cls_exclusive_softmax: bool = False,
+        cls_pooling: str = "mean",
         seg_dice_mode: str = "batch",
         seg_bce_weight: float = 0.0,
         consistency_weight: float = 0.5,
@@ -77,6 +79,8 @@ class FoundationX(nn.Module):
                 has "loc").
             seg_decoder: shared UperNet (needed when any dataset has "seg").
             cls_exclusive_softmax: softmax CE/probabilities for datasets with ``cls_exclusive``.
+            cls_pooling: how the final-norm last-stage tokens become the classification feature:
+                "mean" (the reference) or "max" (keeps small findings from being averaged away).
             seg_dice_mode: "batch" (reference) or "channel" soft Dice.
             seg_bce_weight: weight of an extra per-pixel BCE term (0 = off).
             consistency_weight: c in ``(1-c)*task + c*consistency`` when a teacher is attached.
@@ -111,7 +115,10 @@ class FoundationX(nn.Module):
             )
         if not 0.0 <= consistency_weight <= 1.0:
             raise ValueError(f"MODEL.FX.CONSISTENCY_WEIGHT must be in [0, 1]: {consistency_weight}")
+        if cls_pooling not in CLS_POOLINGS:
+            raise ValueError(f"MODEL.FX.CLS_POOLING must be one of {CLS_POOLINGS}: {cls_pooling!r}")
         self.cls_exclusive_softmax = cls_exclusive_softmax
+        self.cls_pooling = cls_pooling
         self.seg_dice_mode = seg_dice_mode
         self.seg_bce_weight = float(seg_bce_weight)
         self.consistency_weight = float(consistency_weight)
@@ -139,6 +146,7 @@ class FoundationX(nn.Module):
             pixel_mean=list(cfg.MODEL.PIXEL_MEAN),
             pixel_std=list(cfg.MODEL.PIXEL_STD),
             cls_exclusive_softmax=fx.CLS_EXCLUSIVE_SOFTMAX,
+            cls_pooling=fx.CLS_POOLING,
             seg_dice_mode=fx.SEG_DICE_MODE,
             seg_bce_weight=fx.SEG_BCE_WEIGHT,
             consistency_weight=fx.CONSISTENCY_WEIGHT,
@@ -235,21 +243,33 @@ class FoundationX(nn.Module):
         return self.loc_encoder({name: levels[name] for name in self.loc_encoder.in_features})
 
     def _pool(self, stages: List[torch.Tensor], image_sizes=None) -> torch.Tensor:
-        """Final-norm pooled feature (N, C4), averaging only tokens that cover the image.
+        """Classification feature (N, C4): the final-norm last-stage tokens reduced by
+        ``cls_pooling`` over the tokens that cover each image.
 
-        Without this, zero padding of smaller images in a mixed-size batch would enter the mean
-        and an image's prediction would depend on its batch-mates.
+        Restricting to the image area keeps zero padding of smaller images in a mixed-size batch
+        out of the feature, so an image's prediction does not depend on its batch-mates.
         """
         last = stages[3]
-        padded = (last.shape[-2], last.shape[-1])
+        if self.cls_pooling == "mean" and not image_sizes:
+            return self.backbone.pool(stages)
+        tokens = self.backbone.norm(last.permute(0, 2, 3, 1))  # (N, H, W, C)
+        padded = tuple(tokens.shape[1:3])
         stride = 32
         valid = [
             ((h + stride - 1) // stride, (w + stride - 1) // stride) for h, w in image_sizes or []
         ]
         if not valid or all(v == padded for v in valid):
-            return self.backbone.pool(stages)
-        tokens = self.backbone.norm(last.permute(0, 2, 3, 1))  # (N, H, W, C)
-        return torch.stack([tokens[i, :h, :w].mean(dim=(0, 1)) for i, (h, w) in enumerate(valid)])
+            return self._reduce_tokens(tokens.flatten(1, 2))
+        return torch.cat(
+            [
+                self._reduce_tokens(tokens[i : i + 1, :h, :w].flatten(1, 2))
+                for i, (h, w) in enumerate(valid)
+            ]
+        )
+
+    def _reduce_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(N, T, C) -> (N, C) by the configured pooling."""
+        return tokens.amax(dim=1) if self.cls_pooling == "max" else tokens.mean(dim=1)
 
     def task_features(
         self, x: torch.Tensor, task: str, image_sizes: Optional[List[Tuple[int, int]]] = None
