@@ -1,12 +1,23 @@
 """Demo replicas of the 15 datasets, in their original layouts, built from chest phantoms."""
 
-import importlib
-import pkgutil
-
+# Each writer module registers itself with @register_demo_writer on import (alphabetical order).
+from . import (  # noqa: F401
+    candid_ptx,
+    chestx_det,
+    chexmask_vindr,
+    chexpert,
+    jsrt,
+    mimic_cxr,
+    montgomery,
+    nih_cxr14,
+    node21,
+    rsna_pneumonia,
+    shenzhen,
+    siim_acr,
+    tbx11k,
+    vindr_cxr,
+    vindr_ribcxr,
+)
 from .registry import DEMO_WRITERS, register_demo_writer
-
-for _info in pkgutil.iter_modules(__path__):
-    if _info.name not in ("registry",):
-        importlib.import_module(f"{__name__}.{_info.name}")
 
 __all__ = ["DEMO_WRITERS", "register_demo_writer"]

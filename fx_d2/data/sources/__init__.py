@@ -1,13 +1,23 @@
 """Dataset sources: one module per dataset key; importing this package registers them all."""
 
-import importlib
-import pkgutil
-
+# Each source module registers its fx_<key>_<split> datasets with @register_source on import.
+from . import (  # noqa: F401
+    candid_ptx,
+    chestx_det,
+    chexmask_vindr,
+    chexpert,
+    jsrt,
+    mimic_cxr,
+    montgomery,
+    nih_cxr14,
+    node21,
+    rsna_pneumonia,
+    shenzhen,
+    siim_acr,
+    tbx11k,
+    vindr_cxr,
+    vindr_ribcxr,
+)
 from .base import SOURCES, dataset_name, datasets_root, load_source, register_source
-
-# Each source module registers itself with @register_source when imported.
-for _info in pkgutil.iter_modules(__path__):
-    if _info.name != "base":
-        importlib.import_module(f"{__name__}.{_info.name}")
 
 __all__ = ["SOURCES", "datasets_root", "dataset_name", "load_source", "register_source"]
