@@ -11,10 +11,10 @@ from fx_d2.data.demo.phantom import FINDINGS, RIBS, make_phantom, mask_box, to_u
 
 IN_LUNG = ("effusion", "consolidation", "nodule", "mass", "pneumothorax", "atelectasis", "edema",
            "tb", "calcification", "fibrosis", "emphysema", "pleural_thickening", "infiltration",
-           "diffuse_nodule")  # fmt: skip
+           "diffuse_nodule", "tb_obsolete")  # fmt: skip
 BRIGHTER = ("effusion", "consolidation", "nodule", "mass", "atelectasis", "edema", "tb",
             "calcification", "fibrosis", "pleural_thickening", "infiltration", "diffuse_nodule",
-            "support_device")  # fmt: skip
+            "support_device", "tb_obsolete")  # fmt: skip
 
 
 def _ring(mask, px=3):

@@ -6,16 +6,17 @@ Writes ``<out_dir>/chestx_det/``::
     ChestX_Det_train.json  ChestX_Det_test.json        [{"file_name","syms","boxes","polygons"}]
 
 The real PNGs are 1024x1024. Every one of the 13 classes has a phantom finding, each drawn with
-probability 0.45 per image (labels come from the lesions actually drawn, ~37% positives); every
-6th image is a "No finding" image (empty lists). Each lesion is one instance: its polygon is the
-outer contour of its largest connected part (``[[x, y], ...]``) and its box the integer extent of
-that polygon, as in the original JSON. Quirk: one PNG is stored as RGB (gray replicated), as some
+probability 0.25 per image (labels come from the lesions actually drawn, ~20% positives); every
+6th image is a "No finding" image (empty lists). Each connected part of a drawn lesion is one
+instance (a diffuse finding gives several entries with the same sym): its polygon is the part's
+outer contour (``[[x, y], ...]``) and its box the integer extent of that polygon, as in the
+original JSON. Quirk: one PNG is stored as RGB (gray replicated), as some
 NIH-derived PNGs are.
 """
 
 import json
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import cv2
 import numpy as np
@@ -27,6 +28,7 @@ from .registry import register_demo_writer
 KEY = "chestx_det"
 SIDE = 224
 N_TRAIN, N_TEST = 64, 32
+FINDING_PROB = 0.25  # per class and image
 KIND_TO_CLASS = {
     "atelectasis": "Atelectasis", "calcification": "Calcification",
     "cardiomegaly": "Cardiomegaly", "consolidation": "Consolidation",
@@ -36,15 +38,18 @@ KIND_TO_CLASS = {
 }  # fmt: skip
 
 
-def _instance(mask: np.ndarray):
-    """(polygon [[x, y], ...], box [x1, y1, x2, y2]) of the largest contour; None if too small."""
-    polys = masks_to_polygons(mask)
-    if not polys:
-        return None
-    flat = max(polys, key=lambda p: cv2.contourArea(np.array(p, np.float32).reshape(-1, 2)))
-    pts = [[int(flat[i]), int(flat[i + 1])] for i in range(0, len(flat), 2)]
-    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-    return pts, [min(xs), min(ys), max(xs), max(ys)]
+def _instances(mask: np.ndarray) -> List[Tuple[List[List[int]], List[int]]]:
+    """One (polygon [[x, y], ...], box [x1, y1, x2, y2]) per connected part of ``mask`` (outer
+    contour), so a lesion drawn in several pieces is annotated piece by piece; parts whose
+    contour has fewer than 3 points are dropped."""
+    out = []
+    for flat in masks_to_polygons(mask):
+        pts = [[int(flat[i]), int(flat[i + 1])] for i in range(0, len(flat), 2)]
+        if len(pts) < 3:
+            continue
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        out.append((pts, [min(xs), min(ys), max(xs), max(ys)]))
+    return out
 
 
 @register_demo_writer(KEY)
@@ -59,16 +64,14 @@ def write_chestx_det(out_dir: str, rng: np.random.Generator) -> Dict[str, Any]:
         entries = []
         for i in range(n):
             number += int(rng.integers(1, 40))
-            kinds = [] if i % 6 == 5 else [k for k in KIND_TO_CLASS if rng.random() < 0.45]
+            kinds = [] if i % 6 == 5 else [k for k in KIND_TO_CLASS if rng.random() < FINDING_PROB]
             ph = make_phantom(rng, SIDE, SIDE, findings=kinds)
             syms, boxes, polygons = [], [], []
             for les in ph.lesions:
-                inst = _instance(les.mask)
-                if inst is None or len(inst[0]) < 3:
-                    continue
-                syms.append(KIND_TO_CLASS[les.kind])
-                polygons.append(inst[0])
-                boxes.append(inst[1])
+                for polygon, box in _instances(les.mask):
+                    syms.append(KIND_TO_CLASS[les.kind])
+                    polygons.append(polygon)
+                    boxes.append(box)
             name = f"{number}.png"
             img = to_uint8(ph.image)
             if split == "train" and i == 3:

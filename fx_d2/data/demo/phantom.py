@@ -15,7 +15,7 @@ import numpy as np
 FINDINGS: Tuple[str, ...] = (
     "cardiomegaly", "effusion", "consolidation", "nodule", "mass", "pneumothorax",
     "atelectasis", "edema", "tb", "support_device", "calcification", "fibrosis", "emphysema",
-    "pleural_thickening", "infiltration", "diffuse_nodule", "hernia", "fracture",
+    "pleural_thickening", "infiltration", "diffuse_nodule", "hernia", "fracture", "tb_obsolete",
 )  # fmt: skip
 
 ORGANS: Tuple[str, ...] = ("left_lung", "right_lung", "heart", "left_clavicle", "right_clavicle")
@@ -230,8 +230,8 @@ def make_phantom(
         if kind == "cardiomegaly":
             lesions.append(Lesion(kind, heart.copy(), mask_box(heart)))
         elif kind in ("nodule", "mass", "calcification"):
-            r = {"nodule": rng.uniform(0.025, 0.04), "mass": rng.uniform(0.06, 0.085),
-                 "calcification": rng.uniform(0.006, 0.01)}[kind]  # fmt: skip
+            r = {"nodule": rng.uniform(0.03, 0.045), "mass": rng.uniform(0.06, 0.085),
+                 "calcification": rng.uniform(0.01, 0.014)}[kind]  # fmt: skip
             pu, pv = _sample_inside(c, lung, r * width + 1)
             m = c.disc(pu, pv, r)
             if kind == "mass":
@@ -287,16 +287,24 @@ def make_phantom(
                     m = np.zeros_like(lg)
                     for _ in range(int(rng.integers(10, 18))):
                         pu, pv = _sample_inside(c, lg, 2)
-                        m |= c.disc(pu, pv, rng.uniform(0.008, 0.014))
+                        m |= c.disc(pu, pv, rng.uniform(0.011, 0.016))
                     add(kind, m & lg, set_to(lambda: img + 0.3))
-        elif kind == "tb":
+        elif kind in ("tb", "tb_obsolete"):
+            # active TB: soft upper-zone nodular opacities; obsolete (healed) TB: a tighter
+            # cluster of small calcified granulomas, much denser
+            obsolete = kind == "tb_obsolete"
             pu, pv = _sample_inside(c, lung & (c.v < a.top + 0.35 * lv), 0.03 * width)
             m = np.zeros_like(lung)
+            spread, radius = (
+                ((0.018, 0.015), (0.011, 0.015)) if obsolete else ((0.03, 0.025), (0.016, 0.026))
+            )
             for _ in range(int(rng.integers(5, 10))):
                 m |= c.disc(
-                    pu + rng.normal(0, 0.03), pv + rng.normal(0, 0.025), rng.uniform(0.012, 0.022)
+                    pu + rng.normal(0, spread[0]),
+                    pv + rng.normal(0, spread[1]),
+                    rng.uniform(*radius),
                 )
-            add(kind, m & lung, set_to(lambda: img + 0.28))
+            add(kind, m & lung, set_to(lambda: np.full_like(img, 0.9) if obsolete else img + 0.32))
         elif kind == "infiltration":
             pu, pv = _sample_inside(c, lung, 0.05 * width)
             patch = c.smooth_noise(0.02 * width) > 0.0

@@ -9,11 +9,12 @@ Writes ``<out_dir>/tbx11k/TBX11K/``::
 PNGs: 192x192 8-bit, stored RGB with three equal channels (the real ones are 512x512 RGB).
 Per split about a third healthy (no finding), a third sick-but-not-TB (one or two of
 consolidation, effusion, nodule, cardiomegaly, atelectasis) and a third TB (the phantom's ``tb``
-pattern once or twice; each drawn TB lesion is a box of category ActiveTuberculosis or, for about
-a quarter, ObsoletePulmonaryTuberculosis; some images have both). Quirk: the first TB image of
-train has no box (as ``tb1199``). The COCO JSON lists every image of its split and all three
-categories (PulmonaryTuberculosis is unused, as in the real train/val files). 64 train, 32 val,
-8 unlabelled test images.
+or ``tb_obsolete`` pattern once or twice; each drawn TB lesion is a box of category
+ActiveTuberculosis (``tb``: soft nodular opacities) or, for about a quarter,
+ObsoletePulmonaryTuberculosis (``tb_obsolete``: a tight cluster of calcified granulomas); some
+images have both). Quirk: the first TB image of train has no box (as ``tb1199``). The COCO JSON
+lists every image of its split and all three categories (PulmonaryTuberculosis is unused, as in
+the real train/val files). 64 train, 32 val, 8 unlabelled test images.
 """
 
 import json
@@ -31,6 +32,9 @@ KEY = "tbx11k"
 SIDE = 192
 COUNTS = {"train": 64, "val": 32, "test": 8}
 SICK_KINDS = ("consolidation", "effusion", "nodule", "cardiomegaly", "atelectasis")
+# COCO category id -> the phantom pattern drawn for it (the two look different, as in real films)
+TB_KIND = {1: "tb", 2: "tb_obsolete"}
+CATEGORY_OF_KIND = {kind: category for category, kind in TB_KIND.items()}
 PREFIX = {"health": "h", "sick": "s", "tb": "tb", "test": "t"}
 
 
@@ -55,7 +59,9 @@ def write_tbx11k(out_dir: str, rng: np.random.Generator) -> Dict[str, Any]:
         for i in range(n):
             folder = "test" if split == "test" else ("health", "sick", "tb")[i % 3]
             if folder == "tb":
-                wanted = ["tb"] * (2 if rng.random() < 0.3 else 1)
+                wanted = [TB_KIND[1 if rng.random() < 0.75 else 2]]
+                if rng.random() < 0.3:
+                    wanted.append(TB_KIND[1 if rng.random() < 0.75 else 2])
             elif folder in ("sick", "test"):
                 picks = rng.choice(len(SICK_KINDS), int(rng.integers(1, 3)), replace=False)
                 wanted = [SICK_KINDS[k] for k in picks]
@@ -75,8 +81,8 @@ def write_tbx11k(out_dir: str, rng: np.random.Generator) -> Dict[str, Any]:
             boxes = []
             no_box_quirk = split == "train" and folder == "tb" and numbers["tb"] == 1
             if folder == "tb" and not no_box_quirk:
-                for les in (les for les in ph.lesions if les.kind == "tb"):
-                    category = 2 if rng.random() < 0.25 else 1
+                for les in (les for les in ph.lesions if les.kind in CATEGORY_OF_KIND):
+                    category = CATEGORY_OF_KIND[les.kind]
                     x0, y0, x1, y1 = les.box
                     boxes.append((category, [x0 + 0.5, y0 + 0.25, x1 - x0 - 0.5, y1 - y0 - 0.25]))
             image_id = len(images) + 1
