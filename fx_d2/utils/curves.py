@@ -20,6 +20,9 @@ from fx_d2.evaluation.results import (
 
 TASK_ORDER = ("cls", "loc", "seg")
 TASK_TITLES = {"cls": "Classification", "loc": "Localization", "seg": "Segmentation"}
+# 11 pretraining datasets: more distinct colours than matplotlib's default cycle of 10
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf", "#000000", "#aec7e8", "#98df8a", "#ff9896")  # fmt: skip
 MODEL_STYLES = {"student": "-", "teacher": "--"}
 
 
@@ -101,13 +104,15 @@ def plot_metric_curves(
     if not series:
         raise ValueError(f"no {metrics} values for models {list(models)} in the history")
     tasks = [t for t in TASK_ORDER if t in series] + sorted(set(series) - set(TASK_ORDER))
-    figure = Figure(figsize=(5.0 * len(tasks), 4.0), dpi=100)
+    # legends sit under the plots (two columns) so they never hide the curves
+    entries = max(len(series[t]) * len(models) for t in tasks)
+    figure = Figure(figsize=(5.0 * len(tasks), 4.0 + 0.18 * math.ceil(entries / 2)), dpi=100)
     FigureCanvasAgg(figure)
     styles = {m: MODEL_STYLES.get(m, ["-", "--", ":", "-."][i % 4]) for i, m in enumerate(models)}
     for index, task in enumerate(tasks):
         axes = figure.add_subplot(1, len(tasks), index + 1)
         for color_index, dataset in enumerate(sorted(series[task])):
-            color = f"C{color_index % 10}"
+            color = PALETTE[color_index % len(PALETTE)]
             for model in models:
                 if model in series[task][dataset]:
                     xs, ys = series[task][dataset][model]
@@ -118,12 +123,12 @@ def plot_metric_curves(
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_ylabel(f"{metrics[task]} (%)")
         axes.grid(alpha=0.3)
-        axes.legend(fontsize=7)
+        axes.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.15))
     if title:
         figure.suptitle(title)
     figure.tight_layout()
     os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
-    figure.savefig(out_path)
+    figure.savefig(out_path, bbox_inches="tight")
     return out_path
 
 
