@@ -41,13 +41,13 @@ KIND_TO_CLASS = {
 def _instances(mask: np.ndarray) -> List[Tuple[List[List[int]], List[int]]]:
     """One (polygon [[x, y], ...], box [x1, y1, x2, y2]) per connected part of ``mask`` (outer
     contour), so a lesion drawn in several pieces is annotated piece by piece; parts whose
-    contour has fewer than 3 points are dropped."""
+    contour has fewer than 3 points or no width or height are dropped."""
     out = []
     for flat in masks_to_polygons(mask):
         pts = [[int(flat[i]), int(flat[i + 1])] for i in range(0, len(flat), 2)]
-        if len(pts) < 3:
-            continue
         xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        if len(pts) < 3 or min(xs) == max(xs) or min(ys) == max(ys):
+            continue  # a one-pixel-wide sliver has no area as a polygon
         out.append((pts, [min(xs), min(ys), max(xs), max(ys)]))
     return out
 
