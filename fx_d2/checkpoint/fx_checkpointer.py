@@ -12,11 +12,12 @@ import logging
 import os
 import pickle
 import re
-import tempfile
 from typing import Any, Dict, List, Optional
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
+
+from fx_d2.utils.atomic import atomic_open
 
 __all__ = ["FXCheckpointer", "PERIODIC_PATTERN"]
 
@@ -27,28 +28,14 @@ PERIODIC_PATTERN = re.compile(r"^model_(\d{7})\.pth$")
 
 
 def _atomic_torch_save(data: Any, path: str) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_" + os.path.basename(path), dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """``torch.save`` through :func:`atomic_open`."""
+    with atomic_open(path) as f:
+        torch.save(data, f)
 
 
 def _atomic_write_text(text: str, path: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
+    with atomic_open(path, "w") as f:
         f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class FXCheckpointer(DetectionCheckpointer):

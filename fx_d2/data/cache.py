@@ -15,12 +15,12 @@ reused (resumable). Layout: ``<root>/<size>/<key[:2]>/<key>.png|.npy``.
 import hashlib
 import logging
 import os
-import tempfile
 from typing import Optional
 
 import cv2
 import numpy as np
 
+from ..utils.atomic import atomic_open
 from .io import DEFAULT_MAX_PIXELS, read_image
 
 logger = logging.getLogger(__name__)
@@ -104,21 +104,14 @@ class ImageCache:
         entry = self.entry_path(path)
         os.makedirs(os.path.dirname(entry), exist_ok=True)
         ext = os.path.splitext(entry)[1]
-        fd, tmp = tempfile.mkstemp(suffix=ext, prefix=".tmp-", dir=os.path.dirname(entry))
-        try:
-            with os.fdopen(fd, "wb") as f:
-                if self.fmt == "npy":
-                    np.save(f, data, allow_pickle=False)
-                else:
-                    ok, buf = cv2.imencode(".png", data, [cv2.IMWRITE_PNG_COMPRESSION, 0])
-                    if not ok:
-                        raise OSError(f"PNG encoding failed for the cache entry of {path}")
-                    f.write(buf.tobytes())
-            os.replace(tmp, entry)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_open(entry, suffix=ext) as f:
+            if self.fmt == "npy":
+                np.save(f, data, allow_pickle=False)
+            else:
+                ok, buf = cv2.imencode(".png", data, [cv2.IMWRITE_PNG_COMPRESSION, 0])
+                if not ok:
+                    raise OSError(f"PNG encoding failed for the cache entry of {path}")
+                f.write(buf.tobytes())
         return entry
 
     def get(self, path: str, write: bool = True) -> np.ndarray:
