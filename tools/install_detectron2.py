@@ -159,9 +159,7 @@ def try_sdist(cache_dir: str) -> bool:
                 return False
             changed = patch_sdist_tree(roots[0])
             logger.info("patched %d files: %s", len(changed), ", ".join(changed))
-            rc = _pip(
-                "wheel", "--no-build-isolation", "--no-deps", "-w", cache_dir, roots[0]
-            )
+            rc = _pip("wheel", "--no-build-isolation", "--no-deps", "-w", cache_dir, roots[0])
             if rc != 0:
                 logger.error("building the detectron2 wheel failed (rc=%d)", rc)
                 return False
