@@ -61,6 +61,12 @@ def _add_model_config(cfg: CN) -> None:
     # Classification feature from the final-norm last-stage tokens: "mean" (reference) or "max"
     # (a small finding is not averaged away; the demo uses it).
     cfg.MODEL.FX.CLS_POOLING = "mean"
+    # Backbone levels pooled (each on its own) and concatenated into the classification feature;
+    # the reference uses ["res5"]. More levels widen the heads (official cls heads do not load).
+    cfg.MODEL.FX.CLS_IN_FEATURES = ["res5"]
+    # Classification head: "linear" (reference) or "standardized" (the same Linear on the pooled
+    # feature standardised per dimension by BatchNorm statistics without affine parameters).
+    cfg.MODEL.FX.CLS_HEAD = "linear"
     # Backbone levels (per-level LayerNorm applied) feeding the shared localization FPN.
     cfg.MODEL.FX.LOC_IN_FEATURES = ["res2", "res3", "res4", "res5"]
     # Channels of the localization FPN levels p2..p6 (the reference's DINO uses 256).
@@ -153,8 +159,18 @@ def _add_solver_config(cfg: CN) -> None:
     cfg.SOLVER.LOCK_RELEASE.RELEASE_LENGTH_CLS = 1.0
     cfg.SOLVER.LOCK_RELEASE.RELEASE_LENGTH_LOC = 1.0
     cfg.SOLVER.LOCK_RELEASE.RELEASE_LENGTH_SEG = 1.0
-    # Number of cycles to train; > 0 sets SOLVER.MAX_ITER = CYCLES x cycle length, 0 = use MAX_ITER.
+    # Number of cycles to train; > 0 sets SOLVER.MAX_ITER = CYCLES x cycle length (+ the closing
+    # pass below), 0 = use MAX_ITER.
     cfg.SOLVER.LOCK_RELEASE.CYCLES = 0
+    # Closing lock pass after the last cycle (not in the reference; needs CYCLES > 0): every stage
+    # once more with a lock phase of this length only (UNIT as above; 0 = no pass), so each head
+    # and decoder is fitted to the final shared modules before the last evaluation.
+    cfg.SOLVER.LOCK_RELEASE.FINAL_LOCK_LENGTH_CLS = 0.0
+    cfg.SOLVER.LOCK_RELEASE.FINAL_LOCK_LENGTH_LOC = 0.0
+    cfg.SOLVER.LOCK_RELEASE.FINAL_LOCK_LENGTH_SEG = 0.0
+    # LR in the closing pass: each parameter group's base LR x this (a cosine schedule is near 0
+    # by then).
+    cfg.SOLVER.LOCK_RELEASE.FINAL_LOCK_LR_FACTOR = 1.0
     # Evaluate every N cycles (student and teacher, every test set of the stages); 0 = at the end.
     cfg.SOLVER.LOCK_RELEASE.EVAL_EVERY_CYCLES = 1
     # Trainer class (fx_d2.engine.TRAINER_REGISTRY) built by tools/train_net.py.

@@ -218,3 +218,23 @@ def test_cls_max_pooling_takes_the_strongest_token_inside_each_image():
     assert not torch.allclose(pooled, _model()._pool(stages, sizes))
     with pytest.raises(ValueError, match="CLS_POOLING"):
         _model("MODEL.FX.CLS_POOLING", "median")
+
+
+def test_cls_features_from_several_levels_are_pooled_and_concatenated():
+    model = _model("MODEL.FX.CLS_POOLING", "max", "MODEL.FX.CLS_IN_FEATURES", ["res5", "res3"])
+    channels = model.backbone.num_features
+    assert model.cls_in_features == ("res3", "res5")  # backbone order
+    assert model.cls_heads[ALL].in_features == channels[1] + channels[3]
+    stages = [torch.randn(2, c, 16 // 2**i, 20 // 2**i) for i, c in enumerate(channels)]
+    sizes = [(64, 64), (128, 160)]  # res3 (stride 8): 8x8 of 16x20 for the first image
+    pooled = model._pool(stages, sizes)
+    res3 = model.backbone.normalize_levels(stages)["res3"]
+    res5 = model.backbone.norm(stages[3].permute(0, 2, 3, 1))
+    torch.testing.assert_close(pooled[0, : channels[1]], res3[0, :, :8, :8].amax(dim=(1, 2)))
+    torch.testing.assert_close(pooled[0, channels[1] :], res5[0, :2, :2].amax(dim=(0, 1)))
+    torch.testing.assert_close(pooled[1, : channels[1]], res3[1].amax(dim=(1, 2)))
+    batch = synthetic_batch(ALL, "cls", num_images=2, size=(64, 64), **LABELS)
+    assert set(model(batch)) == {"loss_cls"}
+    for bad in (["res6"], [], ["res5", "res5"]):
+        with pytest.raises(ValueError, match="CLS_IN_FEATURES"):
+            _model("MODEL.FX.CLS_IN_FEATURES", bad)

@@ -15,6 +15,7 @@ from fx_d2.config import add_fx_config
 from fx_d2.modeling.heads import (
     LocalizationDecoder,
     LocalizationEncoder,
+    StandardizedLinear,
     UperNetDecoder,
     build_cls_heads,
     build_seg_heads,
@@ -248,3 +249,29 @@ def test_frozen_runs_without_grad_in_eval_and_restores_modes():
     assert net.training and net[0].training and not net[1].training and net[2].training
     assert net[2].num_batches_tracked.item() == 0  # running stats untouched while frozen
     assert math.isclose(net[2].running_var.mean().item(), 1.0)
+
+
+def test_standardized_linear_head_uses_per_dimension_statistics():
+    torch.manual_seed(0)
+    plain = nn.Linear(6, 3)
+    head = StandardizedLinear(6, 3)
+    head.load_state_dict(plain.state_dict(), strict=False)  # a plain head's weights load
+    x = torch.randn(5, 6) * torch.arange(1.0, 7.0) + 10.0
+    head.eval()
+    # initial statistics (0, 1): the plain head, up to eps
+    torch.testing.assert_close(head(x), plain(x), rtol=1e-4, atol=1e-4)
+    head.train()
+    out = head(x)  # batch statistics, running statistics updated
+    z = (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + head.norm.eps)
+    torch.testing.assert_close(out, plain(z))
+    assert head.norm.num_batches_tracked.item() == 1
+    assert torch.allclose(head.norm.running_mean, 0.1 * x.mean(0))
+    one = head(x[:1])  # a batch of one uses the running statistics instead of failing
+    head.eval()
+    torch.testing.assert_close(one, head(x[:1]))
+    assert head.norm.num_batches_tracked.item() == 1
+    heads = build_cls_heads(6, {"a": 2, "b": 3}, "standardized")
+    assert isinstance(heads["b"], StandardizedLinear) and heads["b"].out_features == 3
+    assert type(build_cls_heads(6, {"a": 2})["a"]) is nn.Linear
+    with pytest.raises(ValueError, match="CLS_HEAD"):
+        build_cls_heads(6, {"a": 2}, "mlp")

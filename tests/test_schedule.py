@@ -145,3 +145,55 @@ def test_phase_at_is_a_consistent_pure_function(lengths, seed):
             p.stage_index,
             p.locked,
         )
+
+
+@settings(max_examples=40, deadline=None)
+@given(lengths=lengths, finals=st.lists(st.integers(0, 4), min_size=6, max_size=6))
+def test_closing_lock_pass_after_the_last_cycle(lengths, finals):
+    if sum(a + b for a, b in lengths) == 0:
+        lengths = lengths + [(0, 1)]
+    stages = [(("a", "b")[i % 2], ("cls", "loc", "seg")[i % 3]) for i in range(len(lengths))]
+    final = finals[: len(stages)]
+    sched = LockReleaseSchedule(
+        stages, [a for a, _ in lengths], [b for _, b in lengths], cycles=2, final_lock_iters=final
+    )
+    plain = LockReleaseSchedule(stages, [a for a, _ in lengths], [b for _, b in lengths])
+    main = 2 * sched.cycle_length
+    assert sched.total_length == main + sum(final) and sched.closing_length == sum(final)
+    counts = {}
+    seen_closing = []
+    for i in range(sched.total_length):
+        p = sched.phase_at(i)
+        if i < main:  # the cycles are those of the plain schedule
+            assert p == plain.phase_at(i) and not p.closing
+        else:
+            assert p.closing and p.locked and p.cycle == 2
+            assert p.phase_end - p.phase_start == final[p.stage_index] > 0
+            assert p.phase_start <= i < p.phase_end and p.iter_in_phase == i - p.phase_start
+            if not seen_closing or seen_closing[-1] != p.stage_index:
+                seen_closing.append(p.stage_index)
+        stream = (p.dataset, p.task)
+        assert sched.stream_position(i, *stream) == counts.get(stream, 0)
+        counts[stream] = counts.get(stream, 0) + 1
+    # every stage with a closing length, once, in cycle order
+    assert seen_closing == [i for i, n in enumerate(final) if n > 0]
+    for stream, n in counts.items():
+        assert sched.stream_position(sched.total_length, *stream) == n
+
+
+def test_closing_lock_pass_needs_cycles_and_shows_in_describe():
+    with pytest.raises(ValueError, match="CYCLES"):
+        LockReleaseSchedule([("a", "cls")], [1], [1], final_lock_iters=[3])
+    sched = LockReleaseSchedule.from_lengths(
+        [("a", "cls"), ("a", "loc")],
+        {"cls": 2, "loc": 1, "seg": 0},
+        {"cls": 3, "loc": 4, "seg": 0},
+        "iters",
+        cycles=3,
+        final_lock_length={"cls": 5, "loc": 0, "seg": 0},
+    )
+    assert sched.final_lock_iters == [5, 0] and sched.total_length == 3 * 10 + 5
+    assert sched.closing_start == 30 and sched.phase_at(34).describe().startswith("closing pass")
+    assert "Closing lock pass after the last cycle: 5 iterations" in sched.describe()
+    no_pass = LockReleaseSchedule([("a", "cls")], [1], [1], cycles=2)
+    assert no_pass.closing_start is None and no_pass.total_length == 4

@@ -7,6 +7,12 @@ budgets, given per task either in iterations or as a fraction of an epoch of tha
 (reference: cls 0 + 1 epoch, loc and seg 0.5 + 1 epoch; method.md §2-§3). Zero-length phases are
 skipped and the cycle repeats until the end of training.
 
+Optionally a *closing lock pass* follows the last of ``cycles`` cycles: every stage once more, in
+the same order, with a lock phase only (``final_lock_iters``). A head trained early in a cycle has
+seen the shared modules change under it during all later release phases; the closing pass fits
+every head and decoder to the final shared modules, which stay untouched, before the last
+evaluation. It is not in the reference (off by default).
+
 Everything here is pure (no torch, no I/O): :meth:`LockReleaseSchedule.phase_at` is a function of
 the iteration only, so every rank trains the same stage, and a resumed run finds the same phase and
 the same data position (:meth:`LockReleaseSchedule.stream_position`).
@@ -70,6 +76,7 @@ class Phase:
         iter_in_phase: 0-based position of the iteration inside the phase.
         phase_start: first iteration of the phase (absolute).
         phase_end: one past the last iteration of the phase (absolute).
+        closing: True in the closing lock pass (``cycle`` is then the number of full cycles).
     """
 
     cycle: int
@@ -80,6 +87,7 @@ class Phase:
     iter_in_phase: int
     phase_start: int
     phase_end: int
+    closing: bool = False
 
     @property
     def mode(self) -> str:
@@ -93,8 +101,9 @@ class Phase:
 
     def describe(self) -> str:
         """Human-readable name, e.g. ``cycle 2 stage 6 tbx11k:loc lock [120, 140)``."""
+        where = "closing pass" if self.closing else f"cycle {self.cycle}"
         return (
-            f"cycle {self.cycle} stage {self.stage_index} {self.dataset}:{self.task} {self.mode} "
+            f"{where} stage {self.stage_index} {self.dataset}:{self.task} {self.mode} "
             f"[{self.phase_start}, {self.phase_end})"
         )
 
@@ -172,20 +181,39 @@ class LockReleaseSchedule:
         stages: ordered ``(dataset key, task)`` pairs of one cycle.
         lock_iters: lock-phase length (iterations) of each stage.
         release_iters: release-phase length (iterations) of each stage.
+        cycles: number of full cycles, needed for a closing lock pass (None: cycles repeat
+            forever).
+        final_lock_iters: lock-phase length of each stage in the closing pass after ``cycles``
+            cycles (None or all 0: no closing pass).
     """
 
     def __init__(
-        self, stages: Sequence[Stage], lock_iters: Sequence[int], release_iters: Sequence[int]
+        self,
+        stages: Sequence[Stage],
+        lock_iters: Sequence[int],
+        release_iters: Sequence[int],
+        cycles: Optional[int] = None,
+        final_lock_iters: Optional[Sequence[int]] = None,
     ):
         if not stages:
             raise ValueError("Lock-Release schedule has no stages (check MODEL.FX.DATASETS/STAGES)")
-        if not len(stages) == len(lock_iters) == len(release_iters):
-            raise ValueError("stages, lock_iters and release_iters must have the same length")
+        final_lock_iters = [0] * len(stages) if final_lock_iters is None else final_lock_iters
+        if not len(stages) == len(lock_iters) == len(release_iters) == len(final_lock_iters):
+            raise ValueError(
+                "stages, lock_iters, release_iters and final_lock_iters must have the same length"
+            )
         self.stages: List[Stage] = [(str(k), str(t)) for k, t in stages]
         self.lock_iters = [int(n) for n in lock_iters]
         self.release_iters = [int(n) for n in release_iters]
-        if min(self.lock_iters + self.release_iters) < 0:
+        self.final_lock_iters = [int(n) for n in final_lock_iters]
+        if min(self.lock_iters + self.release_iters + self.final_lock_iters) < 0:
             raise ValueError("phase lengths must be >= 0")
+        if any(self.final_lock_iters) and not (cycles and cycles > 0):
+            raise ValueError(
+                "a closing lock pass (SOLVER.LOCK_RELEASE.FINAL_LOCK_LENGTH_*) needs a number of "
+                "cycles (SOLVER.LOCK_RELEASE.CYCLES > 0)"
+            )
+        self.cycles = int(cycles) if cycles else None
         # Non-empty phases of one cycle: (stage_index, locked, offset in cycle, length).
         self._phases: List[Tuple[int, bool, int, int]] = []
         offset = 0
@@ -201,6 +229,15 @@ class LockReleaseSchedule:
         if self.cycle_length == 0:
             raise ValueError("every Lock-Release phase has length 0: nothing to train")
         self._starts = [p[2] for p in self._phases]
+        # Closing pass, relative to its start: (stage_index, offset, length).
+        self._closing: List[Tuple[int, int, int]] = []
+        offset = 0
+        for index, length in enumerate(self.final_lock_iters):
+            if length > 0:
+                self._closing.append((index, offset, length))
+                offset += length
+        self.closing_length = offset
+        self._closing_starts = [p[1] for p in self._closing]
         # Iterations per cycle of each data stream (a (dataset, task) may appear in several stages).
         self._stream_per_cycle: Dict[Stage, int] = {}
         for index, _, _, length in self._phases:
@@ -215,20 +252,36 @@ class LockReleaseSchedule:
         release_length: Mapping[str, float],
         unit: str,
         epoch_iters: Optional[Mapping[Stage, int]] = None,
+        cycles: Optional[int] = None,
+        final_lock_length: Optional[Mapping[str, float]] = None,
     ) -> "LockReleaseSchedule":
         """Build from per-task lengths (``{"cls": 0, "loc": 0.5, ...}``) in ``unit``.
 
         ``epoch_iters`` maps each stage to the iterations of one epoch of its data (needed when
-        ``unit == "epochs"``).
+        ``unit == "epochs"``); ``final_lock_length`` gives the closing pass's lock lengths.
         """
-        lock, release = [], []
+        lock, release, final = [], [], []
         for stage in stages:
             per_epoch = None if epoch_iters is None else epoch_iters.get(tuple(stage))
             if unit == "epochs" and per_epoch is None:
                 raise ValueError(f"no epoch size for stage {stage[0]}:{stage[1]}")
             lock.append(phase_iterations(float(lock_length[stage[1]]), unit, per_epoch))
             release.append(phase_iterations(float(release_length[stage[1]]), unit, per_epoch))
-        return cls(stages, lock, release)
+            closing = 0.0 if final_lock_length is None else float(final_lock_length[stage[1]])
+            final.append(phase_iterations(closing, unit, per_epoch))
+        return cls(stages, lock, release, cycles=cycles, final_lock_iters=final)
+
+    @property
+    def total_length(self) -> Optional[int]:
+        """Iterations of ``cycles`` cycles plus the closing pass (None without ``cycles``)."""
+        return (
+            None if self.cycles is None else self.cycles * self.cycle_length + self.closing_length
+        )
+
+    @property
+    def closing_start(self) -> Optional[int]:
+        """First iteration of the closing pass (None when there is none)."""
+        return self.cycles * self.cycle_length if self.closing_length and self.cycles else None
 
     @property
     def num_phases(self) -> int:
@@ -239,6 +292,22 @@ class LockReleaseSchedule:
         """The phase that trains at ``iteration`` (>= 0)."""
         if iteration < 0:
             raise ValueError(f"iteration must be >= 0, got {iteration}")
+        base = self.closing_start
+        if base is not None and iteration >= base:
+            offset = min(int(iteration) - base, self.closing_length - 1)
+            j = bisect.bisect_right(self._closing_starts, offset) - 1
+            index, start, length = self._closing[j]
+            return Phase(
+                cycle=int(self.cycles),
+                stage_index=index,
+                dataset=self.stages[index][0],
+                task=self.stages[index][1],
+                locked=True,
+                iter_in_phase=int(iteration) - base - start,
+                phase_start=base + start,
+                phase_end=base + start + length,
+                closing=True,
+            )
         cycle, offset = divmod(int(iteration), self.cycle_length)
         j = bisect.bisect_right(self._starts, offset) - 1
         index, locked, start, length = self._phases[j]
@@ -266,6 +335,13 @@ class LockReleaseSchedule:
         """
         stream = (dataset, task)
         per_cycle = self._stream_per_cycle.get(stream, 0)
+        base = self.closing_start
+        if base is not None and iteration > base:
+            done = self.stream_position(base, dataset, task)
+            for index, start, length in self._closing:
+                if self.stages[index] == stream:
+                    done += max(0, min(length, int(iteration) - base - start))
+            return done
         cycle, offset = divmod(int(iteration), self.cycle_length)
         done = cycle * per_cycle
         for index, _, start, length in self._phases:
@@ -282,5 +358,10 @@ class LockReleaseSchedule:
             lines.append(
                 f"  {i:2d}  {key}:{task:<4s} lock {self.lock_iters[i]:6d}  "
                 f"release {self.release_iters[i]:6d}"
+                + (f"  closing lock {self.final_lock_iters[i]:6d}" if self.closing_length else "")
+            )
+        if self.closing_length:
+            lines.append(
+                f"Closing lock pass after the last cycle: {self.closing_length} iterations"
             )
         return "\n".join(lines)

@@ -83,7 +83,7 @@ class LockReleaseTrainer(ResumableStateMixin, TrainerBase):
         self.schedule = self.build_schedule(cfg)
         logger.info(self.schedule.describe())
         cycles = cfg.SOLVER.LOCK_RELEASE.CYCLES
-        self.max_iter = cycles * self.schedule.cycle_length if cycles > 0 else cfg.SOLVER.MAX_ITER
+        self.max_iter = self.schedule.total_length if cycles > 0 else cfg.SOLVER.MAX_ITER
         if self.max_iter <= 0:
             raise ValueError("nothing to train: set SOLVER.LOCK_RELEASE.CYCLES or SOLVER.MAX_ITER")
         self.scheduler = self.build_lr_scheduler(cfg, self.optimizer, self.max_iter)
@@ -177,13 +177,22 @@ class LockReleaseTrainer(ResumableStateMixin, TrainerBase):
         lr = cfg.SOLVER.LOCK_RELEASE
         lock = {t: getattr(lr, f"LOCK_LENGTH_{t.upper()}") for t in TASKS}
         release = {t: getattr(lr, f"RELEASE_LENGTH_{t.upper()}") for t in TASKS}
+        final = {t: getattr(lr, f"FINAL_LOCK_LENGTH_{t.upper()}") for t in TASKS}
         epoch_iters = None
         if lr.UNIT == "epochs":
             batch = cfg.SOLVER.IMS_PER_BATCH
             epoch_iters = {
                 s: epoch_iterations(len(self.stage_data(*s)), batch) for s in self.stages
             }
-        return LockReleaseSchedule.from_lengths(self.stages, lock, release, lr.UNIT, epoch_iters)
+        return LockReleaseSchedule.from_lengths(
+            self.stages,
+            lock,
+            release,
+            lr.UNIT,
+            epoch_iters,
+            cycles=lr.CYCLES,
+            final_lock_length=final,
+        )
 
     def stage_data(self, dataset: str, task: str) -> DatasetFromList:
         """Training data of a stage, serialised once: ``fx_<key>_<SOLVER.FX.TRAIN_SPLIT>``,
@@ -380,6 +389,10 @@ class LockReleaseTrainer(ResumableStateMixin, TrainerBase):
         norm = clip_gradients(list(self.student.parameters()), max_norm)
         if norm is not None:
             self.storage.put_scalar("grad_norm", float(norm))
+        if phase.closing:  # the LR schedule does not cover the closing pass
+            factor = self.cfg.SOLVER.LOCK_RELEASE.FINAL_LOCK_LR_FACTOR
+            for group in self.optimizer.param_groups:
+                group["lr"] = group.get("initial_lr", group["lr"]) * factor
         if self.grad_scaler is not None:
             self.grad_scaler.step(self.optimizer)
             self.grad_scaler.update()
@@ -427,6 +440,8 @@ class LockReleaseTrainer(ResumableStateMixin, TrainerBase):
     def _evaluate_in_training(self, final: bool) -> Dict[str, Dict[str, float]]:
         done = self.max_iter if final else self.iter + 1
         cycle = -(-done // self.schedule.cycle_length)  # cycles started so far (1-based)
+        if self.schedule.cycles is not None:  # the closing pass is not a cycle
+            cycle = min(cycle, self.schedule.cycles)
         start = time.perf_counter()
         flat = self.evaluation.run_and_write(
             self.eval_models(), cycle=cycle, iteration=done, final=final

@@ -1,6 +1,7 @@
 """fx_d2.modeling.heads: classification, localization and segmentation heads."""
 
 from .classification import (
+    StandardizedLinear,
     build_cls_heads,
     cls_probabilities,
     exclusive_ce_loss,
@@ -11,6 +12,7 @@ from .segmentation import build_seg_heads, masked_bce_loss, soft_dice_loss
 from .upernet import PyramidPoolingModule, UperNetDecoder
 
 __all__ = [
+    "StandardizedLinear",
     "build_cls_heads",
     "cls_probabilities",
     "exclusive_ce_loss",

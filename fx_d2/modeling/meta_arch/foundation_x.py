@@ -45,6 +45,7 @@ __all__ = ["FoundationX"]
 logger = logging.getLogger(__name__)
 
 CLS_POOLINGS = ("mean", "max")
+LEVELS = ("res2", "res3", "res4", "res5")  # Swin stages, strides 4, 8, 16, 32
 _PADDING_CONSTRAINTS = "padding_constraints" in inspect.signature(ImageList.from_tensors).parameters
 
 
@@ -65,6 +66,8 @@ class FoundationX(nn.Module):
         seg_decoder: Optional[UperNetDecoder] = None,
         cls_exclusive_softmax: bool = False,
         cls_pooling: str = "mean",
+        cls_in_features: Sequence[str] = ("res5",),
+        cls_head: str = "linear",
         seg_dice_mode: str = "batch",
         seg_bce_weight: float = 0.0,
         consistency_weight: float = 0.5,
@@ -81,6 +84,11 @@ class FoundationX(nn.Module):
             cls_exclusive_softmax: softmax CE/probabilities for datasets with ``cls_exclusive``.
             cls_pooling: how the final-norm last-stage tokens become the classification feature:
                 "mean" (the reference) or "max" (keeps small findings from being averaged away).
+            cls_in_features: backbone levels pooled (each on its own) and concatenated into the
+                classification feature; "res5" uses the final norm, the others the per-level
+                norms. The reference uses ("res5",); more levels make the heads wider.
+            cls_head: "linear" (reference) or "standardized" (input standardised per dimension
+                by running statistics; see StandardizedLinear).
             seg_dice_mode: "batch" (reference) or "channel" soft Dice.
             seg_bce_weight: weight of an extra per-pixel BCE term (0 = off).
             consistency_weight: c in ``(1-c)*task + c*consistency`` when a teacher is attached.
@@ -90,8 +98,15 @@ class FoundationX(nn.Module):
         self.backbone = backbone
         self.datasets: Dict[str, FXDatasetSpec] = {s.key: s for s in datasets}
         by_task = {t: [s for s in datasets if t in s.tasks] for t in TASKS}
+        unknown = [f for f in cls_in_features if f not in LEVELS]
+        if unknown or not cls_in_features or len(set(cls_in_features)) != len(cls_in_features):
+            raise ValueError(
+                f"MODEL.FX.CLS_IN_FEATURES {list(cls_in_features)}: distinct names from {LEVELS}"
+            )
+        self.cls_in_features = tuple(f for f in LEVELS if f in cls_in_features)
+        cls_channels = sum(backbone.num_features[LEVELS.index(f)] for f in self.cls_in_features)
         self.cls_heads = build_cls_heads(
-            backbone.num_features[-1], {s.key: len(s.cls_classes) for s in by_task["cls"]}
+            cls_channels, {s.key: len(s.cls_classes) for s in by_task["cls"]}, cls_head
         )
         if by_task["loc"] and loc_encoder is None:
             raise ValueError("FoundationX: datasets with 'loc' need a loc_encoder")
@@ -147,6 +162,8 @@ class FoundationX(nn.Module):
             pixel_std=list(cfg.MODEL.PIXEL_STD),
             cls_exclusive_softmax=fx.CLS_EXCLUSIVE_SOFTMAX,
             cls_pooling=fx.CLS_POOLING,
+            cls_in_features=tuple(fx.CLS_IN_FEATURES),
+            cls_head=fx.CLS_HEAD,
             seg_dice_mode=fx.SEG_DICE_MODE,
             seg_bce_weight=fx.SEG_BCE_WEIGHT,
             consistency_weight=fx.CONSISTENCY_WEIGHT,
@@ -243,18 +260,28 @@ class FoundationX(nn.Module):
         return self.loc_encoder({name: levels[name] for name in self.loc_encoder.in_features})
 
     def _pool(self, stages: List[torch.Tensor], image_sizes=None) -> torch.Tensor:
-        """Classification feature (N, C4): the final-norm last-stage tokens reduced by
-        ``cls_pooling`` over the tokens that cover each image.
+        """Classification feature (N, C): for each of ``cls_in_features`` the normalised tokens
+        reduced by ``cls_pooling`` over the tokens that cover each image, concatenated (the
+        reference: final-norm res5 tokens, mean; C = C4).
 
         Restricting to the image area keeps zero padding of smaller images in a mixed-size batch
         out of the feature, so an image's prediction does not depend on its batch-mates.
         """
-        last = stages[3]
-        if self.cls_pooling == "mean" and not image_sizes:
+        if self.cls_in_features == ("res5",) and self.cls_pooling == "mean" and not image_sizes:
             return self.backbone.pool(stages)
-        tokens = self.backbone.norm(last.permute(0, 2, 3, 1))  # (N, H, W, C)
+        levels = self.backbone.normalize_levels(stages) if len(self.cls_in_features) > 1 else {}
+        pooled = []
+        for name in self.cls_in_features:
+            if name == "res5":
+                tokens = self.backbone.norm(stages[3].permute(0, 2, 3, 1))  # (N, H, W, C)
+            else:
+                tokens = levels[name].permute(0, 2, 3, 1)
+            pooled.append(self._pool_level(tokens, 4 * 2 ** LEVELS.index(name), image_sizes))
+        return pooled[0] if len(pooled) == 1 else torch.cat(pooled, dim=1)
+
+    def _pool_level(self, tokens: torch.Tensor, stride: int, image_sizes) -> torch.Tensor:
+        """(N, H, W, C) tokens of one level at ``stride`` -> (N, C) over each image's area."""
         padded = tuple(tokens.shape[1:3])
-        stride = 32
         valid = [
             ((h + stride - 1) // stride, (w + stride - 1) // stride) for h, w in image_sizes or []
         ]
