@@ -154,4 +154,4 @@ def test_demo_replica_budget(demo_root):
     with open(os.path.join(demo_root, "DEMO_MANIFEST.json")) as f:
         manifest = json.load(f)
     assert set(manifest["datasets"]) == set(DEMO_WRITERS)
-    assert sum(s["bytes"] for s in manifest["datasets"].values()) <= 60e6
+    assert sum(s["bytes"] for s in manifest["datasets"].values()) <= 120e6

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from fx_d2.data.demo.chexpert import write_chexpert
+from fx_d2.data.demo.chexpert import FRONTAL, write_chexpert
 from fx_d2.data.sources.base import DatasetProblemError, ProblemLog, load_source
 from fx_d2.data.sources.chexpert import CLASSES, REPORT_CLASSES, load_chexpert
 
@@ -44,7 +44,7 @@ def test_read_back_exactly(demo, monkeypatch):
     out, manifest = demo
     monkeypatch.setenv("FX_DATASETS", out)
     report = [CLASSES.index(c) for c in REPORT_CLASSES]
-    for split, frontal in (("train", 64), ("val", 8), ("test", 32)):
+    for split, frontal in FRONTAL.items():
         dicts = DatasetCatalog.get(f"fx_{KEY}_{split}")
         records = manifest[split]
         assert (

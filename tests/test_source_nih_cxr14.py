@@ -9,7 +9,7 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
-from fx_d2.data.demo.nih_cxr14 import write_nih_cxr14
+from fx_d2.data.demo.nih_cxr14 import FINDING_PROB, TARGET, write_nih_cxr14
 from fx_d2.data.sources.base import DatasetProblemError, ProblemLog, load_source
 from fx_d2.data.sources.common import hash_fraction
 from fx_d2.data.sources.nih_cxr14 import BOX_CLASSES, CLASSES, load_nih_cxr14
@@ -63,7 +63,7 @@ def test_read_back_exactly(demo, monkeypatch):
     out, manifest = demo
     monkeypatch.setenv("FX_DATASETS", out)
     patients = {}
-    for split, n in (("train", 64), ("val", 6), ("test", 32)):
+    for split, n in TARGET.items():
         dicts = DatasetCatalog.get(f"fx_{KEY}_{split}")
         assert len(dicts) == n == len(manifest[split])
         for d, r in zip(dicts, manifest[split]):
@@ -82,7 +82,8 @@ def test_read_back_exactly(demo, monkeypatch):
         assert 0 < with_boxes < n or split == "val"
         labels = np.array([d["cls_labels"] for d in dicts])
         if split == "train":
-            assert np.all((labels.mean(0) >= 0.3) & (labels.mean(0) <= 0.6))
+            # FINDING_PROB per label on the 5 in 6 abnormal images
+            assert np.all(np.abs(labels.mean(0) - FINDING_PROB * 5 / 6) <= 0.1)
             assert (labels.sum(1) == 0).sum() >= 10  # "No Finding" images
     assert not (patients["train"] & patients["val"]) and not (patients["train"] & patients["test"])
     assert all(hash_fraction(KEY, p) < 0.1 for p in patients["val"])
@@ -150,7 +151,7 @@ def test_bad_input(demo, tmp_path):
     assert any(
         "test_list.txt" in e and "00000000_404.png" in e for e in problems.examples["bad_row"]
     )
-    assert len(dicts) == 33
+    assert len(dicts) == TARGET["test"] + 1
     assert dicts[-1]["cls_labels"] == [float(c == "Nodule") for c in CLASSES]
     assert _boxes(dicts[0])[-1] == (BOX_CLASSES.index("Mass"), [200.5, 210.0, 224.0, 224.0])
     with pytest.raises(DatasetProblemError, match="nih_cxr14"):

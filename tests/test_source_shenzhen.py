@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from fx_d2.data.demo.shenzhen import write_shenzhen
+from fx_d2.data.demo.shenzhen import TARGET, write_shenzhen
 from fx_d2.data.io import read_image
 from fx_d2.data.sources.base import DatasetProblemError, ProblemLog, load_source
 from fx_d2.data.sources.shenzhen import load_shenzhen, split_of
@@ -32,7 +32,7 @@ def test_metadata():
 def test_read_back_exactly(demo, monkeypatch):
     out, manifest = demo
     monkeypatch.setenv("FX_DATASETS", out)
-    for split, n in (("train", 64), ("val", 8), ("test", 32)):
+    for split, n in TARGET.items():
         dicts = DatasetCatalog.get(f"fx_{KEY}_{split}")
         assert len(dicts) == n == len(manifest[split])
         for d, r in zip(dicts, manifest[split]):
@@ -78,13 +78,13 @@ def test_bad_input(demo, tmp_path):
     dicts = load_shenzhen(str(root), "test", problems)
     assert problems.counts == {"unknown_class": 1, "bad_row": 1, "missing_image": 1}
     assert "CHNCXR_0999_2.png" in problems.examples["unknown_class"][0]
-    assert len(dicts) == 32
+    assert len(dicts) == TARGET["test"]
     with pytest.raises(DatasetProblemError, match=r"fx_shenzhen_test.*CXR_png"):
         load_source(KEY, "test", root=str(tmp_path), strict=True)
     # CXR_png/ directly under shenzhen/ is accepted too
     os.rename(images, root / "CXR_png")
     shutil.rmtree(root / "ChinaSet_AllFiles")
-    assert len(load_shenzhen(str(root), "train", ProblemLog("flat"))) == 64
+    assert len(load_shenzhen(str(root), "train", ProblemLog("flat"))) == TARGET["train"]
     shutil.rmtree(root / "CXR_png")
     with pytest.raises(FileNotFoundError, match="CXR_png"):
         load_shenzhen(str(root), "train", ProblemLog("bad"))

@@ -10,7 +10,7 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
-from fx_d2.data.demo.tbx11k import write_tbx11k
+from fx_d2.data.demo.tbx11k import COUNTS, write_tbx11k
 from fx_d2.data.io import read_image
 from fx_d2.data.sources.base import DatasetProblemError, ProblemLog, load_source
 from fx_d2.data.sources.tbx11k import TB_CATEGORIES, load_tbx11k
@@ -48,7 +48,7 @@ def test_metadata():
 def test_read_back_exactly(demo, monkeypatch):
     out, manifest = demo
     monkeypatch.setenv("FX_DATASETS", out)
-    for split, n in (("train", 64), ("val", 32)):
+    for split, n in (("train", COUNTS["train"]), ("val", COUNTS["val"])):
         dicts = DatasetCatalog.get(f"fx_{KEY}_{split}")
         assert len(dicts) == n == len(manifest[split])
         for d, r in zip(dicts, manifest[split]):
@@ -116,8 +116,8 @@ def test_bad_input(demo, tmp_path):
         "box_degenerate": 1,
     }
     assert f"TBX11K_val.json annotation {n_ann}" in problems.examples["unknown_class"][0]
-    assert "TBX11K_val.txt:33" in problems.examples["missing_image"][0]
-    assert len(dicts) == 32
+    assert f"TBX11K_val.txt:{COUNTS['val'] + 1}" in problems.examples["missing_image"][0]
+    assert len(dicts) == COUNTS["val"]
     clipped = [a["bbox"] for d in dicts for a in d["annotations"] if a["bbox"][2:] == [192, 192]]
     assert clipped == [[150.0, 150.0, 192.0, 192.0]]
     with pytest.raises(DatasetProblemError, match="TBX11K_val.json annotation"):

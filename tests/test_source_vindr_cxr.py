@@ -10,7 +10,7 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
-from fx_d2.data.demo.vindr_cxr import write_vindr_cxr
+from fx_d2.data.demo.vindr_cxr import COUNTS, FINDING_PROB, write_vindr_cxr
 from fx_d2.data.io import read_image
 from fx_d2.data.sources.base import DatasetProblemError, ProblemLog, load_source
 from fx_d2.data.sources.vindr_cxr import GLOBAL_LABELS, LOCAL_LABELS, load_vindr_cxr
@@ -55,7 +55,7 @@ def test_metadata():
 def test_read_back_exactly(demo, monkeypatch):
     out, manifest = demo
     monkeypatch.setenv("FX_DATASETS", out)
-    for split, n in (("train", 64), ("test", 32)):
+    for split, n in COUNTS.items():
         dicts = DatasetCatalog.get(f"fx_{KEY}_{split}")
         assert len(dicts) == n == len(manifest[split])
         disagreements = 0
@@ -75,7 +75,7 @@ def test_read_back_exactly(demo, monkeypatch):
             assert {a["rad_id"] for d in dicts for a in d["annotations"]} <= {
                 f"R{i}" for i in range(1, 18)
             }
-            assert all(0.2 <= m <= 0.6 for m in labels[:, :4].mean(0))
+            assert all(FINDING_PROB / 2 <= m <= 2 * FINDING_PROB for m in labels[:, :4].mean(0))
         else:  # consensus files without rad_id, "Other disease" column
             assert all("rad_id" not in a for d in dicts for a in d["annotations"])
     header = open(os.path.join(out, KEY, "annotations", "image_labels_test.csv")).readline()
@@ -106,7 +106,7 @@ def test_physionet_folder_variant(demo, tmp_path):
     shutil.copytree(os.path.join(out, KEY), tmp_path / KEY / "physionet.org/files/vindr-cxr/1.0.0")
     problems = ProblemLog("variant")
     dicts = load_vindr_cxr(str(tmp_path / KEY), "test", problems)
-    assert problems.total() == 0 and len(dicts) == 32
+    assert problems.total() == 0 and len(dicts) == COUNTS["test"]
     assert [d["cls_labels"] for d in dicts] == [_expected(r)[0] for r in manifest["test"]]
 
 
@@ -142,7 +142,7 @@ def test_bad_input(demo, tmp_path):
     }
     assert f"annotations_train.csv:{n_lines + 1}" in problems.examples["unknown_class"][0]
     assert "'Lung ghost'" in problems.examples["unknown_class"][0]
-    assert len(dicts) == 64
+    assert len(dicts) == COUNTS["train"]
     w, h = first["width"], first["height"]
     assert [10.0, 10.0, float(w), float(h)] in [a["bbox"] for a in dicts[0]["annotations"]]
     with pytest.raises(DatasetProblemError, match=f"image_labels_train.csv:{n_labels + 3}"):

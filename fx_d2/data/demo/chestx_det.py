@@ -27,7 +27,7 @@ from .registry import register_demo_writer
 
 KEY = "chestx_det"
 SIDE = 224
-N_TRAIN, N_TEST = 64, 32
+N_TRAIN, N_TEST = 256, 64
 FINDING_PROB = 0.25  # per class and image
 KIND_TO_CLASS = {
     "atelectasis": "Atelectasis", "calcification": "Calcification",

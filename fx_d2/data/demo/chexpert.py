@@ -8,7 +8,7 @@ Writes ``<out_dir>/chexpert/``::
     CheXpert/test_labels.csv                         Path,<14 labels>   (CheXlocalize layout)
     CheXpert/test/patient647NN/studyK/view1_frontal.jpg
 
-64 train / 8 valid / 32 test frontal images (+ a lateral view for ~15% of the studies, same
+256 train / 8 valid / 64 test frontal images (+ a lateral view for ~15% of the studies, same
 labels: CheXpert labels are per study), 8-bit gray JPEGs (quality 90) of 224 x 184..200
 (H x W, frontal) or 184 x 224 (lateral); the real v1.0-small images are about 390 x 320.
 
@@ -48,6 +48,7 @@ SHOWN = {
     "Pleural Other": ("pleural_thickening",), "Fracture": ("fracture",),
     "Support Devices": ("support_device",),
 }  # fmt: skip
+FRONTAL = {"train": 256, "val": 8, "test": 64}  # frontal images per split
 REPORTED_KIND = {name: SHOWN[name][0] for name in REPORT_CLASSES}
 RANDOM_KINDS = (("pneumothorax", 0.2), ("lesion", 0.2), ("pleural_thickening", 0.1),
                 ("fracture", 0.1), ("support_device", 0.3))  # fmt: skip
@@ -120,11 +121,12 @@ def write_chexpert(out_dir: str, rng: np.random.Generator) -> Dict[str, Any]:
     root = os.path.join(out_dir, KEY)
     manifest: Dict[str, List[Dict[str, Any]]] = {}
     layout = (
-        ("train", 64, RELEASE, "train.csv", "train", 1),
-        ("val", 8, RELEASE, "valid.csv", "valid", 64541),
-        ("test", 32, "CheXpert", "test_labels.csv", "test", 64741),
+        ("train", RELEASE, "train.csv", "train", 1),
+        ("val", RELEASE, "valid.csv", "valid", 64541),
+        ("test", "CheXpert", "test_labels.csv", "test", 64741),
     )
-    for split, n, folder, csv_name, sub, first_patient in layout:
+    for split, folder, csv_name, sub, first_patient in layout:
+        n = FRONTAL[split]
         plan, normal = plan_findings(rng, n)
         records: List[Dict[str, Any]] = []
         patient, study, i = first_patient, 0, 0

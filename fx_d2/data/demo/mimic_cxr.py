@@ -6,7 +6,7 @@ Writes ``<out_dir>/mimic_cxr/``::
     mimic-cxr-2.0.0-metadata.csv.gz  mimic-cxr-2.0.0-split.csv.gz
     files/p1X/p1XXXXXXX/sXXXXXXXX/<dicom_id>.jpg                     8-bit gray JPEG, quality 95
 
-Studies of 56 train / 6 validate / 28 test frontal images (PA or AP), ~20% with a LATERAL view
+Studies of 224 train / 6 validate / 56 test frontal images (PA or AP), ~20% with a LATERAL view
 too (same study labels), subjects split as a whole; 224 x 186 (frontal) or 186 x 224 (lateral)
 JPEGs, the real ones being about 3056 x 2544. Labels follow the CheXpert demo rules
 (:mod:`fx_d2.data.demo.chexpert`): the 5 reported labels drawn on ~45% of the frontal images of
@@ -32,7 +32,7 @@ from .registry import register_demo_writer
 
 KEY = "mimic_cxr"
 PREFIX = "mimic-cxr-2.0.0-"
-FRONTAL = {"train": 56, "validate": 6, "test": 28}
+FRONTAL = {"train": 224, "validate": 6, "test": 56}
 META_HEADER = (
     "dicom_id", "subject_id", "study_id", "PerformedProcedureStepDescription", "ViewPosition",
     "Rows", "Columns", "StudyDate", "StudyTime", "ProcedureCodeSequence_CodeMeaning",

@@ -7,10 +7,10 @@ Writes ``<out_dir>/nih_cxr14/`` (Kaggle mirror layout)::
     BBox_List_2017.csv              Image Index,Finding Label,Bbox [x,y,w,h],,,
     train_val_list.txt  test_list.txt
 
-64 train + 6 val (by the source's patient hash) + 32 test images from patients with 1-3 images
+256 train + 6 val (by the source's patient hash) + 64 test images from patients with 1-3 images
 each; the real PNGs are 1024x1024. Each of the 14 labels has a phantom finding (Pneumonia is shown
 by the ``tb`` phantom pattern, patchy upper-zone airspace nodules, so that it differs from
-Consolidation) drawn with probability 0.5; every 6th image is ``No Finding``. Labels come from
+Consolidation) drawn with probability 0.3; every 6th image is ``No Finding``. Labels come from
 the lesions actually drawn. About a quarter of the abnormal images (in every split, unlike the
 real data where the 880 boxed images are test images) are listed in BBox_List with one box per
 drawn box class (the lesion's box, float x,y,w,h). Quirks: ``Infiltrate`` box label, the 9-field
@@ -31,7 +31,8 @@ from .registry import register_demo_writer
 
 KEY = "nih_cxr14"
 SIDE = 224
-TARGET = {"train": 64, "val": 6, "test": 32}
+FINDING_PROB = 0.3  # per label and abnormal image
+TARGET = {"train": 256, "val": 6, "test": 64}
 KIND = {
     "Atelectasis": "atelectasis", "Cardiomegaly": "cardiomegaly", "Effusion": "effusion",
     "Infiltration": "infiltration", "Mass": "mass", "Nodule": "nodule", "Pneumonia": "tb",
@@ -78,7 +79,7 @@ def write_nih_cxr14(out_dir: str, rng: np.random.Generator) -> Dict[str, Any]:
             continue
         for k in range(min(int(rng.integers(1, 4)), room)):
             normal = count % 6 == 5
-            wanted = [] if normal else [KIND[c] for c in CLASSES if rng.random() < 0.5]
+            wanted = [] if normal else [KIND[c] for c in CLASSES if rng.random() < FINDING_PROB]
             ph = make_phantom(rng, SIDE, SIDE, findings=wanted)
             kinds = sorted({les.kind for les in ph.lesions})
             labels = [float(KIND[c] in kinds) for c in CLASSES]

@@ -2,13 +2,13 @@
 
 Writes ``<out_dir>/node21/cxr_images/proccessed_data/`` (the release's spelling)::
 
-    images/n<NNNN>.mha    96 MetaImages, 144x144 uint16 with 12-bit values, zlib-compressed
+    images/n<NNNN>.mha    384 MetaImages, 144x144 uint16 with 12-bit values, zlib-compressed
     metadata.csv          img_name,x,y,width,height,label
 
 The real images are 1024x1024 standardised CXRs. About 45% of the images show one nodule, some two
 (two CSV rows for one image); nodule-free images have one row with label 0 and zero geometry.
 Boxes are the drawn nodules' boxes (integers). Only nodules are drawn. The loader splits the
-images 70/10/20 by a hash of the name (about 67/10/19 here).
+images 70/10/20 by a hash of the name.
 """
 
 import csv
@@ -22,7 +22,7 @@ from .registry import register_demo_writer
 
 KEY = "node21"
 SIDE = 144
-N_IMAGES = 96
+N_IMAGES = 384
 
 
 @register_demo_writer(KEY)

@@ -2,7 +2,7 @@
 
 Writes ``<out_dir>/rsna_pneumonia/``::
 
-    stage_2_train_images/<uuid>.dcm     96 DICOMs
+    stage_2_train_images/<uuid>.dcm     384 DICOMs
     stage_2_test_images/<uuid>.dcm      8 unlabelled DICOMs
     stage_2_train_labels.csv            patientId,x,y,width,height,Target (one row per box)
     stage_2_detailed_class_info.csv     patientId,class (repeated per box, as the original)
@@ -29,7 +29,7 @@ from .registry import register_demo_writer
 
 KEY = "rsna_pneumonia"
 SIDE = 256
-N_TRAIN, N_TEST = 96, 8
+N_TRAIN, N_TEST = 384, 8
 OTHER_KINDS = ("effusion", "nodule", "cardiomegaly", "atelectasis")
 CLASS_CYCLE = ("Lung Opacity", "No Lung Opacity / Not Normal", "Normal")
 

@@ -7,7 +7,7 @@ Writes ``<out_dir>/shenzhen/ChinaSet_AllFiles/``::
 
 As in the real set, numbers 0001-0326 are normal (``_0``) and 0327-0662 tuberculosis (``_1``);
 the demo keeps the numbers whose patient hash (the source's 70/10/20 rule) falls in a split
-until it has 64 train, 8 val and 32 test images (~50% TB in each). TB images show the phantom
+until it has 256 train, 8 val and 64 test images (~50% TB in each). TB images show the phantom
 ``tb`` pattern (clustered upper-zone nodular opacities); normal images no finding. The real PNGs
 are about 3000 x 3000 and vary in size, so the demo sizes vary too. The wording of the clinical
 reading files is an approximation (not read by the source).
@@ -24,7 +24,7 @@ from .phantom import make_phantom, to_uint8
 from .registry import register_demo_writer
 
 KEY = "shenzhen"
-TARGET = {"train": 64, "val": 8, "test": 32}
+TARGET = {"train": 256, "val": 8, "test": 64}
 N_NORMAL, N_TOTAL = 326, 662
 
 

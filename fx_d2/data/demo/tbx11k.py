@@ -14,7 +14,7 @@ ActiveTuberculosis (``tb``: soft nodular opacities) or, for about a quarter,
 ObsoletePulmonaryTuberculosis (``tb_obsolete``: a tight cluster of calcified granulomas); some
 images have both). Quirk: the first TB image of train has no box (as ``tb1199``). The COCO JSON
 lists every image of its split and all three categories (PulmonaryTuberculosis is unused, as in
-the real train/val files). 64 train, 32 val, 8 unlabelled test images.
+the real train/val files). 256 train, 64 val, 8 unlabelled test images.
 """
 
 import json
@@ -30,7 +30,7 @@ from .registry import register_demo_writer
 
 KEY = "tbx11k"
 SIDE = 192
-COUNTS = {"train": 64, "val": 32, "test": 8}
+COUNTS = {"train": 256, "val": 64, "test": 8}
 SICK_KINDS = ("consolidation", "effusion", "nodule", "cardiomegaly", "atelectasis")
 # COCO category id -> the phantom pattern drawn for it (the two look different, as in real films)
 TB_KIND = {1: "tb", 2: "tb_obsolete"}

@@ -2,15 +2,15 @@
 
 Writes ``<out_dir>/vindr_cxr/``::
 
-    train/<32-hex id>.dicom   64 images, 3 readers each (rad ids R1..R17)
-    test/<32-hex id>.dicom    32 images, one consensus row each (no rad_id column)
+    train/<32-hex id>.dicom   256 images, 3 readers each (rad ids R1..R17)
+    test/<32-hex id>.dicom    64 images, one consensus row each (no rad_id column)
     annotations/image_labels_{train,test}.csv   image_id[,rad_id],<22 local>,<6 global>
     annotations/annotations_{train,test}.csv    image_id[,rad_id],class_name,x_min,y_min,x_max,y_max
 
 DICOMs: non-square (about 150-180 x 130-170 px; the real ones are ~2-3k px), 16-bit containers
 with BitsStored 12 or 10, JPEG 2000 lossless, Window Center/Width over the stored range; about a
 third are MONOCHROME1 (stored inverted). Every 5th image is normal; the others get each
-finding the phantom can show with probability 0.5. Each reader sees each drawn finding with
+finding the phantom can show with probability 0.3. Each reader sees each drawn finding with
 probability 0.75 (so readers disagree); the reader's local labels, global labels (COPD from
 emphysema, Lung tumor from a mass, Pneumonia from consolidation, Tuberculosis from the ``tb``
 pattern) and boxes (the lesion box moved by up to 2 px, whole-number floats) follow what that
@@ -32,7 +32,8 @@ from .phantom import make_phantom, to_uint16
 from .registry import register_demo_writer
 
 KEY = "vindr_cxr"
-COUNTS = {"train": 64, "test": 32}
+COUNTS = {"train": 256, "test": 64}
+FINDING_PROB = 0.3  # per kind and abnormal image
 READER_SEES = 0.75
 # phantom kind -> local label (box class)
 LOCAL_OF_KIND = {
@@ -83,7 +84,7 @@ def write_vindr_cxr(out_dir: str, rng: np.random.Generator) -> Dict[str, Any]:
         records, label_rows, box_rows = [], [], []
         for _ in range(n):
             normal = count % 5 == 4
-            wanted = [] if normal else [k for k in KINDS if rng.random() < 0.5]
+            wanted = [] if normal else [k for k in KINDS if rng.random() < FINDING_PROB]
             height, width = int(rng.integers(150, 181)), int(rng.integers(130, 171))
             ph = make_phantom(rng, height, width, findings=wanted)
             image_id = rng.bytes(16).hex()
