@@ -82,6 +82,7 @@ def run_setting(name: str, iters: int, test_images: int) -> dict:
     for task in ("CLS", "LOC", "SEG"):
         opts += [f"SOLVER.LOCK_RELEASE.LOCK_LENGTH_{task}", length]
         opts += [f"SOLVER.LOCK_RELEASE.RELEASE_LENGTH_{task}", length]
+        opts += [f"SOLVER.LOCK_RELEASE.FINAL_LOCK_LENGTH_{task}", 0.0]  # one cycle, no closing pass
     if batch:
         opts += ["SOLVER.IMS_PER_BATCH", batch]
     cfg = _cfg(config_file, opts)
