@@ -235,6 +235,8 @@ def test_cls_features_from_several_levels_are_pooled_and_concatenated():
     torch.testing.assert_close(pooled[1, : channels[1]], res3[1].amax(dim=(1, 2)))
     batch = synthetic_batch(ALL, "cls", num_images=2, size=(64, 64), **LABELS)
     assert set(model(batch)) == {"loss_cls"}
+    single = _model("MODEL.FX.CLS_IN_FEATURES", ["res4"])._pool(stages)
+    torch.testing.assert_close(single, model.backbone.normalize_levels(stages)["res4"].mean((2, 3)))
     for bad in (["res6"], [], ["res5", "res5"]):
         with pytest.raises(ValueError, match="CLS_IN_FEATURES"):
             _model("MODEL.FX.CLS_IN_FEATURES", bad)

@@ -389,7 +389,7 @@ class LockReleaseTrainer(ResumableStateMixin, TrainerBase):
         norm = clip_gradients(list(self.student.parameters()), max_norm)
         if norm is not None:
             self.storage.put_scalar("grad_norm", float(norm))
-        if phase.closing:  # the LR schedule does not cover the closing pass
+        if phase.closing:  # own LR: a cosine schedule is near 0 by then
             factor = self.cfg.SOLVER.LOCK_RELEASE.FINAL_LOCK_LR_FACTOR
             for group in self.optimizer.param_groups:
                 group["lr"] = group.get("initial_lr", group["lr"]) * factor

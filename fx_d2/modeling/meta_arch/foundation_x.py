@@ -269,7 +269,8 @@ class FoundationX(nn.Module):
         """
         if self.cls_in_features == ("res5",) and self.cls_pooling == "mean" and not image_sizes:
             return self.backbone.pool(stages)
-        levels = self.backbone.normalize_levels(stages) if len(self.cls_in_features) > 1 else {}
+        per_level = any(f != "res5" for f in self.cls_in_features)
+        levels = self.backbone.normalize_levels(stages) if per_level else {}
         pooled = []
         for name in self.cls_in_features:
             if name == "res5":
