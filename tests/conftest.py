@@ -1,4 +1,5 @@
-"""Shared pytest setup: one CPU thread, fixed seeds, and the demo replica built once per session.
+"""Shared pytest setup: one CPU thread, fixed seeds, derandomized hypothesis, and the demo replica
+built once per session.
 
 ``demo_root`` builds every registered demo writer's dataset once into a temporary folder shared by
 all pytest-xdist workers (a file lock makes the first worker build it and the others wait).
@@ -12,8 +13,12 @@ import numpy as np
 import pytest
 import torch
 from filelock import FileLock
+from hypothesis import settings
 
 torch.set_num_threads(1)
+# Property tests draw the same examples on every run (CI must be deterministic).
+settings.register_profile("fx_deterministic", derandomize=True, database=None)
+settings.load_profile("fx_deterministic")
 
 
 @pytest.fixture(autouse=True)

@@ -127,8 +127,9 @@ def test_round_trips(m):
 def test_overflow_detected(m, extra):
     h, w = m.shape
     runs = encode_chexmask_rle(m).split()
-    start = h * w - extra + 2  # 1-based start whose run ends past the end
-    bad = " ".join(runs + [str(start), str(extra)])
+    start = max(1, h * w - extra + 2)  # a valid 1-based start ...
+    length = h * w - start + 2  # ... whose run ends one pixel past the end
+    bad = " ".join(runs + [str(start), str(length)])
     with pytest.raises(ValueError, match="past"):
         decode_chexmask_rle(bad, h, w)
     assert math.isfinite(start)
