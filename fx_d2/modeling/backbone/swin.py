@@ -16,9 +16,9 @@ from torch import Tensor, nn
 from .swin_blocks import PatchEmbed, SwinStage
 from .window_plan import StagePlan, build_stage_plans, gather_tokens
 
-__all__ = ["FXSwinTransformer"]
+__all__ = ["FXSwinTransformer", "STAGE_NAMES"]
 
-_STAGE_NAMES = ("res2", "res3", "res4", "res5")
+STAGE_NAMES = ("res2", "res3", "res4", "res5")  # stages 1-4, strides 4, 8, 16, 32
 _PLAN_CACHE_SIZE = 16
 
 
@@ -53,16 +53,16 @@ class FXSwinTransformer(Backbone):
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
         drop_path_rate: float = 0.2,
-        out_features: Sequence[str] = _STAGE_NAMES,
+        out_features: Sequence[str] = STAGE_NAMES,
         frozen_stages: int = -1,
         use_checkpoint: bool = False,
     ):
         super().__init__()
         if len(depths) != 4 or len(num_heads) != 4:
             raise ValueError(f"Swin needs 4 stages, got depths={depths} num_heads={num_heads}")
-        unknown = set(out_features) - set(_STAGE_NAMES)
+        unknown = set(out_features) - set(STAGE_NAMES)
         if unknown or not out_features:
-            raise ValueError(f"out_features must be a non-empty subset of {_STAGE_NAMES}")
+            raise ValueError(f"out_features must be a non-empty subset of {STAGE_NAMES}")
         self.depths, self.window_size = tuple(depths), window_size
         self.num_features: List[int] = [embed_dim * 2**i for i in range(4)]
         self.frozen_stages = frozen_stages
@@ -89,9 +89,9 @@ class FXSwinTransformer(Backbone):
             self.add_module(f"norm{i}", nn.LayerNorm(channels))
         self.norm = nn.LayerNorm(self.num_features[-1])
 
-        self._out_features = [n for n in _STAGE_NAMES if n in out_features]
-        self._out_feature_channels = {n: c for n, c in zip(_STAGE_NAMES, self.num_features)}
-        self._out_feature_strides = {n: patch_size * 2**i for i, n in enumerate(_STAGE_NAMES)}
+        self._out_features = [n for n in STAGE_NAMES if n in out_features]
+        self._out_feature_channels = {n: c for n, c in zip(STAGE_NAMES, self.num_features)}
+        self._out_feature_strides = {n: patch_size * 2**i for i, n in enumerate(STAGE_NAMES)}
         self._plans: "OrderedDict[Tuple, List[StagePlan]]" = OrderedDict()
         self.apply(_init_weights)
         self._freeze_stages()
@@ -164,15 +164,18 @@ class FXSwinTransformer(Backbone):
 
     def _normalize(self, stages: Sequence[torch.Tensor], names: Sequence[str]) -> Dict[str, Tensor]:
         out = {}
-        for i, name in enumerate(_STAGE_NAMES[: len(stages)]):
+        for i, name in enumerate(STAGE_NAMES[: len(stages)]):
             if name in names:
                 norm = getattr(self, f"norm{i}")
                 out[name] = norm(stages[i].permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         return out
 
-    def normalize_levels(self, stages: Sequence[torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """Apply ``norm0..norm3`` to raw stage maps -> {"res2".."res5": (N, C_i, H_i, W_i)}."""
-        return self._normalize(stages, _STAGE_NAMES)
+    def normalize_levels(
+        self, stages: Sequence[torch.Tensor], names: Sequence[str] = STAGE_NAMES
+    ) -> Dict[str, torch.Tensor]:
+        """Apply ``norm0..norm3`` to raw stage maps -> {name: (N, C_i, H_i, W_i)} for ``names``
+        (default all of "res2".."res5")."""
+        return self._normalize(stages, names)
 
     def pool(self, stages: Sequence[torch.Tensor]) -> torch.Tensor:
         """Classification feature (N, C_4): final ``norm`` over last-stage tokens, then mean."""
@@ -182,7 +185,7 @@ class FXSwinTransformer(Backbone):
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         """(N, C_in, H, W) -> {name: (N, C, H/stride, W/stride)} for ``out_features``."""
-        num_stages = max(_STAGE_NAMES.index(n) for n in self._out_features) + 1
+        num_stages = max(STAGE_NAMES.index(n) for n in self._out_features) + 1
         return self._normalize(self.forward_stages(x, num_stages), self._out_features)
 
 

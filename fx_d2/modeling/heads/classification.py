@@ -41,12 +41,10 @@ class StandardizedLinear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, in_features) -> (N, out_features)."""
         n = self.norm
-        batch_stats = self.training and x.shape[0] > 1
-        x = F.batch_norm(
-            x, n.running_mean, n.running_var, training=batch_stats, momentum=n.momentum, eps=n.eps
-        )
-        if batch_stats:
-            n.num_batches_tracked.add_(1)
+        if self.training and x.shape[0] == 1:  # no batch statistics from one sample
+            x = F.batch_norm(x, n.running_mean, n.running_var, training=False, eps=n.eps)
+        else:
+            x = n(x)
         return super().forward(x)
 
 

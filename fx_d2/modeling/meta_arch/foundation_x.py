@@ -21,6 +21,7 @@ from detectron2.modeling.postprocessing import detector_postprocess, sem_seg_pos
 from detectron2.structures import ImageList
 from torch import nn
 
+from ..backbone.swin import STAGE_NAMES
 from ..heads.classification import (
     build_cls_heads,
     cls_probabilities,
@@ -45,7 +46,6 @@ __all__ = ["FoundationX"]
 logger = logging.getLogger(__name__)
 
 CLS_POOLINGS = ("mean", "max")
-LEVELS = ("res2", "res3", "res4", "res5")  # Swin stages, strides 4, 8, 16, 32
 _PADDING_CONSTRAINTS = "padding_constraints" in inspect.signature(ImageList.from_tensors).parameters
 
 
@@ -98,13 +98,16 @@ class FoundationX(nn.Module):
         self.backbone = backbone
         self.datasets: Dict[str, FXDatasetSpec] = {s.key: s for s in datasets}
         by_task = {t: [s for s in datasets if t in s.tasks] for t in TASKS}
-        unknown = [f for f in cls_in_features if f not in LEVELS]
+        unknown = [f for f in cls_in_features if f not in STAGE_NAMES]
         if unknown or not cls_in_features or len(set(cls_in_features)) != len(cls_in_features):
             raise ValueError(
-                f"MODEL.FX.CLS_IN_FEATURES {list(cls_in_features)}: distinct names from {LEVELS}"
+                f"MODEL.FX.CLS_IN_FEATURES {list(cls_in_features)}: distinct names from "
+                f"{STAGE_NAMES}"
             )
-        self.cls_in_features = tuple(f for f in LEVELS if f in cls_in_features)
-        cls_channels = sum(backbone.num_features[LEVELS.index(f)] for f in self.cls_in_features)
+        self.cls_in_features = tuple(f for f in STAGE_NAMES if f in cls_in_features)
+        cls_channels = sum(
+            backbone.num_features[STAGE_NAMES.index(f)] for f in self.cls_in_features
+        )
         self.cls_heads = build_cls_heads(
             cls_channels, {s.key: len(s.cls_classes) for s in by_task["cls"]}, cls_head
         )
@@ -172,8 +175,8 @@ class FoundationX(nn.Module):
         loc_specs = [s for s in specs if "loc" in s.tasks]
         if loc_specs:
             levels = {
-                f"res{i + 2}": ShapeSpec(channels=c, stride=4 * 2**i)
-                for i, c in enumerate(channels)
+                name: ShapeSpec(channels=c, stride=4 * 2**i)
+                for i, (name, c) in enumerate(zip(STAGE_NAMES, channels))
             }
             unknown = [f for f in fx.LOC_IN_FEATURES if f not in levels]
             if unknown or not fx.LOC_IN_FEATURES:
@@ -269,15 +272,17 @@ class FoundationX(nn.Module):
         """
         if self.cls_in_features == ("res5",) and self.cls_pooling == "mean" and not image_sizes:
             return self.backbone.pool(stages)
-        per_level = any(f != "res5" for f in self.cls_in_features)
-        levels = self.backbone.normalize_levels(stages) if per_level else {}
+        # res5 takes the final norm; the other levels their per-level norms
+        levels = self.backbone.normalize_levels(
+            stages, [f for f in self.cls_in_features if f != "res5"]
+        )
         pooled = []
         for name in self.cls_in_features:
             if name == "res5":
                 tokens = self.backbone.norm(stages[3].permute(0, 2, 3, 1))  # (N, H, W, C)
             else:
                 tokens = levels[name].permute(0, 2, 3, 1)
-            pooled.append(self._pool_level(tokens, 4 * 2 ** LEVELS.index(name), image_sizes))
+            pooled.append(self._pool_level(tokens, 4 * 2 ** STAGE_NAMES.index(name), image_sizes))
         return pooled[0] if len(pooled) == 1 else torch.cat(pooled, dim=1)
 
     def _pool_level(self, tokens: torch.Tensor, stride: int, image_sizes) -> torch.Tensor:
