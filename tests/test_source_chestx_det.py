@@ -54,7 +54,9 @@ def test_read_back_exactly(demo, monkeypatch):
                 positives += np.array(expected, int)
     # every class shown, ~20% each
     assert positives.min() >= 0.1 * N_TRAIN and positives.max() <= 0.35 * N_TRAIN
-    assert sum(not e["syms"] for e in manifest["train"]) >= N_TRAIN // 6  # "No finding" images
+    # every 6th image is a "No finding" image; others may draw no finding by chance
+    assert all(not e["syms"] for e in manifest["train"][5::6])
+    assert sum(not e["syms"] for e in manifest["train"]) >= N_TRAIN // 6
 
 
 def test_polygons_match_the_image(demo, monkeypatch):
