@@ -80,9 +80,9 @@ def run_setting(name: str, iters: int, test_images: int) -> dict:
         "SOLVER.FX.NUM_OVERLAYS", 0, "SOLVER.FX.LOG_PERIOD", 1000,
     ]  # fmt: skip
     for task in ("CLS", "LOC", "SEG"):
-        opts += [f"SOLVER.LOCK_RELEASE.LOCK_LENGTH_{task}", length]
-        opts += [f"SOLVER.LOCK_RELEASE.RELEASE_LENGTH_{task}", length]
-        opts += [f"SOLVER.LOCK_RELEASE.FINAL_LOCK_LENGTH_{task}", 0.0]  # one cycle, no closing pass
+        opts += [f"SOLVER.LOCK_RELEASE.{task}.LOCK_LENGTH", length]
+        opts += [f"SOLVER.LOCK_RELEASE.{task}.RELEASE_LENGTH", length]
+        opts += [f"SOLVER.LOCK_RELEASE.{task}.FINAL_LOCK_LENGTH", 0.0]  # one cycle, no closing pass
     if batch:
         opts += ["SOLVER.IMS_PER_BATCH", batch]
     cfg = _cfg(config_file, opts)

@@ -1,15 +1,94 @@
-"""Config keys of fx_d2. ``add_fx_config`` only adds keys, with defaults that build a model."""
+"""Config keys of fx_d2. ``add_fx_config`` only adds keys, with defaults that build a model.
+
+Keys fx_d2 renamed are listed in :data:`RENAMED_KEYS`; a config file or an opts list that still
+uses one fails when it is merged, with an error naming the new key.
+"""
+
+from typing import Any, Dict, Iterable, List
 
 from detectron2.config import CfgNode as CN
+
+__all__ = ["add_fx_config", "per_task", "FXCfgNode", "RENAMED_KEYS"]
+
+# old key -> new key
+RENAMED_KEYS: Dict[str, str] = {
+    "MODEL.FX.CLS_HEAD": "MODEL.FX.CLS_HEAD.NAME",
+    "MODEL.FX.LOC_IN_FEATURES": "MODEL.FX.LOC_DECODER.IN_FEATURES",
+    "MODEL.FX.LOC_FPN_CHANNELS": "MODEL.FX.RCNN.FPN_CHANNELS",
+    "MODEL.FX.LOC_FPN_NORM": "MODEL.FX.RCNN.FPN_NORM",
+    "MODEL.FX.SEG_DECODER_CHANNELS": "MODEL.FX.UPERNET.CHANNELS",
+    "MODEL.FX.SEG_PPM_CHANNELS": "MODEL.FX.UPERNET.PPM_CHANNELS",
+    "MODEL.FX.SEG_PPM_BINS": "MODEL.FX.UPERNET.PPM_BINS",
+    "MODEL.FX.SEG_PPM_DROPOUT": "MODEL.FX.UPERNET.PPM_DROPOUT",
+    "MODEL.FX.SEG_NORM": "MODEL.FX.UPERNET.NORM",
+    "SOLVER.LOCK_RELEASE.LOCK_LENGTH_CLS": "SOLVER.LOCK_RELEASE.CLS.LOCK_LENGTH",
+    "SOLVER.LOCK_RELEASE.LOCK_LENGTH_LOC": "SOLVER.LOCK_RELEASE.LOC.LOCK_LENGTH",
+    "SOLVER.LOCK_RELEASE.LOCK_LENGTH_SEG": "SOLVER.LOCK_RELEASE.SEG.LOCK_LENGTH",
+    "SOLVER.LOCK_RELEASE.RELEASE_LENGTH_CLS": "SOLVER.LOCK_RELEASE.CLS.RELEASE_LENGTH",
+    "SOLVER.LOCK_RELEASE.RELEASE_LENGTH_LOC": "SOLVER.LOCK_RELEASE.LOC.RELEASE_LENGTH",
+    "SOLVER.LOCK_RELEASE.RELEASE_LENGTH_SEG": "SOLVER.LOCK_RELEASE.SEG.RELEASE_LENGTH",
+    "SOLVER.LOCK_RELEASE.FINAL_LOCK_LENGTH_CLS": "SOLVER.LOCK_RELEASE.CLS.FINAL_LOCK_LENGTH",
+    "SOLVER.LOCK_RELEASE.FINAL_LOCK_LENGTH_LOC": "SOLVER.LOCK_RELEASE.LOC.FINAL_LOCK_LENGTH",
+    "SOLVER.LOCK_RELEASE.FINAL_LOCK_LENGTH_SEG": "SOLVER.LOCK_RELEASE.SEG.FINAL_LOCK_LENGTH",
+    "SOLVER.FX.CLIP_GRAD_CLS": "SOLVER.FX.CLS.CLIP_GRAD",
+    "SOLVER.FX.CLIP_GRAD_LOC": "SOLVER.FX.LOC.CLIP_GRAD",
+    "SOLVER.FX.CLIP_GRAD_SEG": "SOLVER.FX.SEG.CLIP_GRAD",
+}
+
+
+def _leaf_keys(node: Any, prefix: str = "") -> List[str]:
+    if not isinstance(node, dict):
+        return [prefix]
+    keys: List[str] = []
+    for name, value in node.items():
+        keys.extend(_leaf_keys(value, f"{prefix}.{name}" if prefix else str(name)))
+    return keys
+
+
+def _refuse_renamed(keys: Iterable[str], source: str) -> None:
+    for key in keys:
+        if key in RENAMED_KEYS:
+            raise KeyError(
+                f"config key {key} ({source}) was renamed to {RENAMED_KEYS[key]}; "
+                f"write {RENAMED_KEYS[key]} instead"
+            )
+
+
+class FXCfgNode(CN):
+    """Detectron2's CfgNode that refuses renamed fx_d2 keys (:data:`RENAMED_KEYS`) when a file,
+    another config or an opts list is merged. ``add_fx_config`` turns a ``get_cfg()`` into one."""
+
+    def merge_from_other_cfg(self, cfg_other: Any) -> None:
+        _refuse_renamed(_leaf_keys(cfg_other), "in the merged config file")
+        super().merge_from_other_cfg(cfg_other)
+
+    def merge_from_list(self, cfg_list: list) -> None:
+        _refuse_renamed([str(k) for k in list(cfg_list)[0::2]], "in the opts list")
+        super().merge_from_list(cfg_list)
+
+    @classmethod
+    def _decode_cfg_value(cls, value: Any) -> Any:
+        # yacs decodes merged sub-trees with the root's class and then compares node types
+        # exactly; the children of an FXCfgNode are plain CfgNodes.
+        return CN._decode_cfg_value(value)
+
+
+def per_task(node: CN) -> Dict[str, CN]:
+    """``{"cls": node.CLS, "loc": node.LOC, "seg": node.SEG}`` of a per-task config node, e.g.
+    ``per_task(cfg.SOLVER.FX)["loc"].CLIP_GRAD``."""
+    return {"cls": node.CLS, "loc": node.LOC, "seg": node.SEG}
 
 
 def add_fx_config(cfg: CN) -> CN:
     """Add every fx_d2 key to a Detectron2 config (in place) and return it.
 
-    Groups: ``MODEL.SWIN`` (backbone), ``MODEL.FX`` (FoundationX heads, teacher, consistency),
-    ``DATASETS.FX`` / ``INPUT.FX`` (sources, mapper, cache), ``SOLVER.LOCK_RELEASE`` and
-    ``SOLVER.FX`` (trainer), ``TEST.FX`` (evaluation).
+    Groups: ``MODEL.SWIN`` (backbone), ``MODEL.FX`` (FoundationX branches, decoders, teacher,
+    consistency), ``DATASETS.FX`` / ``INPUT.FX`` (sources, mapper, cache),
+    ``SOLVER.LOCK_RELEASE`` and ``SOLVER.FX`` (trainer), ``TEST.FX`` (evaluation). A plain
+    Detectron2 ``CfgNode`` becomes an :class:`FXCfgNode` (same keys and behaviour).
     """
+    if type(cfg) is CN:
+        object.__setattr__(cfg, "__class__", FXCfgNode)  # yacs refuses attribute types
     _add_swin_config(cfg)
     _add_model_config(cfg)
     _add_data_config(cfg)
@@ -64,25 +143,37 @@ def _add_model_config(cfg: CN) -> None:
     # Backbone levels pooled (each on its own) and concatenated into the classification feature;
     # the reference uses ["res5"]. More levels widen the heads (official cls heads do not load).
     cfg.MODEL.FX.CLS_IN_FEATURES = ["res5"]
-    # Classification head: "linear" (reference) or "standardized" (the same Linear on the pooled
-    # feature standardised per dimension by BatchNorm statistics without affine parameters).
-    cfg.MODEL.FX.CLS_HEAD = "linear"
-    # Backbone levels (per-level LayerNorm applied) feeding the shared localization FPN.
-    cfg.MODEL.FX.LOC_IN_FEATURES = ["res2", "res3", "res4", "res5"]
-    # Channels of the localization FPN levels p2..p6 (the reference's DINO uses 256).
-    cfg.MODEL.FX.LOC_FPN_CHANNELS = 256
+    # Classification head per dataset, a CLS_HEAD_REGISTRY name: "linear" (reference) or
+    # "standardized" (the same Linear on the pooled feature standardised per dimension by
+    # BatchNorm statistics without affine parameters).
+    cfg.MODEL.FX.CLS_HEAD = CN()
+    cfg.MODEL.FX.CLS_HEAD.NAME = "linear"
+    # Localization: the shared encoder + per-dataset decoder pair, a LOC_DECODER_REGISTRY name:
+    # "rcnn" (FPN + Faster R-CNN per dataset; options in MODEL.FX.RCNN and Detectron2's
+    # MODEL.RPN / ROI_HEADS / ROI_BOX_HEAD / ANCHOR_GENERATOR).
+    cfg.MODEL.FX.LOC_DECODER = CN()
+    cfg.MODEL.FX.LOC_DECODER.NAME = "rcnn"
+    # Backbone levels (per-level LayerNorm applied) fed to the localization encoder.
+    cfg.MODEL.FX.LOC_DECODER.IN_FEATURES = ["res2", "res3", "res4", "res5"]
+    cfg.MODEL.FX.RCNN = CN()
+    # Channels of the shared FPN levels p2..p6.
+    cfg.MODEL.FX.RCNN.FPN_CHANNELS = 256
     # Norm of the FPN convolutions: "" (none, Detectron2's default), "GN", "BN", "SyncBN".
-    cfg.MODEL.FX.LOC_FPN_NORM = ""
-    # UperNet output channels (fpn_ch; reference 128) of the shared segmentation decoder.
-    cfg.MODEL.FX.SEG_DECODER_CHANNELS = 128
+    cfg.MODEL.FX.RCNN.FPN_NORM = ""
+    # Shared segmentation decoder, a SEG_DECODER_REGISTRY name: "upernet" (MODEL.FX.UPERNET).
+    cfg.MODEL.FX.SEG_DECODER = CN()
+    cfg.MODEL.FX.SEG_DECODER.NAME = "upernet"
+    cfg.MODEL.FX.UPERNET = CN()
+    # UperNet output channels (fpn_ch; reference 128).
+    cfg.MODEL.FX.UPERNET.CHANNELS = 128
     # Channels of each PPM branch; 0 = last-stage channels // len(bins) (reference 1024 -> 256).
-    cfg.MODEL.FX.SEG_PPM_CHANNELS = 0
+    cfg.MODEL.FX.UPERNET.PPM_CHANNELS = 0
     # PPM adaptive-pool output sizes (reference 1, 2, 4, 6; PSPNet's classic is 1, 2, 3, 6).
-    cfg.MODEL.FX.SEG_PPM_BINS = [1, 2, 4, 6]
+    cfg.MODEL.FX.UPERNET.PPM_BINS = [1, 2, 4, 6]
     # Dropout2d after the PPM bottleneck (reference 0.1).
-    cfg.MODEL.FX.SEG_PPM_DROPOUT = 0.1
-    # UperNet norm: "GN" (batch-size independent, default), "BN" (reference) or "SyncBN".
-    cfg.MODEL.FX.SEG_NORM = "GN"
+    cfg.MODEL.FX.UPERNET.PPM_DROPOUT = 0.1
+    # Norm: "GN" (batch-size independent, default), "BN" (reference) or "SyncBN".
+    cfg.MODEL.FX.UPERNET.NORM = "GN"
     # Soft Dice: "batch" = one Dice over the flattened batch and channels (reference),
     # "channel" = Dice per channel, averaged over channels.
     cfg.MODEL.FX.SEG_DICE_MODE = "batch"
@@ -149,27 +240,31 @@ def _add_solver_config(cfg: CN) -> None:
     # Unit of the phase lengths below: "epochs" (fraction of an epoch of the stage's data, an
     # epoch = ceil(images / IMS_PER_BATCH)) or "iters".
     cfg.SOLVER.LOCK_RELEASE.UNIT = "epochs"
-    # Lock-phase length per task (shared modules frozen, only the dataset's head learns), a float
-    # also in "iters" (write 200.0: yacs refuses an int for a float key);
-    # reference: cls 0, loc 0.5, seg 0.5 epochs. 0 skips the phase.
-    cfg.SOLVER.LOCK_RELEASE.LOCK_LENGTH_CLS = 0.0
-    cfg.SOLVER.LOCK_RELEASE.LOCK_LENGTH_LOC = 0.5
-    cfg.SOLVER.LOCK_RELEASE.LOCK_LENGTH_SEG = 0.5
-    # Release-phase length per task (everything on the task's path learns); reference 1 epoch.
-    cfg.SOLVER.LOCK_RELEASE.RELEASE_LENGTH_CLS = 1.0
-    cfg.SOLVER.LOCK_RELEASE.RELEASE_LENGTH_LOC = 1.0
-    cfg.SOLVER.LOCK_RELEASE.RELEASE_LENGTH_SEG = 1.0
+    # Per task (CLS, LOC, SEG): LOCK_LENGTH, the lock phase (shared modules frozen, only the
+    # dataset's head learns), and RELEASE_LENGTH, the release phase (everything on the task's
+    # path learns); floats also in "iters" (write 200.0: yacs refuses an int for a float key);
+    # 0 skips the phase. Reference: lock cls 0, loc 0.5, seg 0.5 epochs; release 1 epoch each.
+    # FINAL_LOCK_LENGTH: the closing lock pass (below).
+    cfg.SOLVER.LOCK_RELEASE.CLS = CN()
+    cfg.SOLVER.LOCK_RELEASE.CLS.LOCK_LENGTH = 0.0
+    cfg.SOLVER.LOCK_RELEASE.CLS.RELEASE_LENGTH = 1.0
+    cfg.SOLVER.LOCK_RELEASE.CLS.FINAL_LOCK_LENGTH = 0.0
+    cfg.SOLVER.LOCK_RELEASE.LOC = CN()
+    cfg.SOLVER.LOCK_RELEASE.LOC.LOCK_LENGTH = 0.5
+    cfg.SOLVER.LOCK_RELEASE.LOC.RELEASE_LENGTH = 1.0
+    cfg.SOLVER.LOCK_RELEASE.LOC.FINAL_LOCK_LENGTH = 0.0
+    cfg.SOLVER.LOCK_RELEASE.SEG = CN()
+    cfg.SOLVER.LOCK_RELEASE.SEG.LOCK_LENGTH = 0.5
+    cfg.SOLVER.LOCK_RELEASE.SEG.RELEASE_LENGTH = 1.0
+    cfg.SOLVER.LOCK_RELEASE.SEG.FINAL_LOCK_LENGTH = 0.0
     # Number of cycles to train; > 0 sets SOLVER.MAX_ITER = CYCLES x cycle length (+ the closing
     # pass below), 0 = use MAX_ITER.
     cfg.SOLVER.LOCK_RELEASE.CYCLES = 0
     # Closing lock pass after the last cycle (not in the reference; needs CYCLES > 0): every stage
-    # once more with a lock phase of this length only (UNIT as above; 0 = no pass), so each head
-    # and decoder is fitted to the final shared modules before the last evaluation.
-    cfg.SOLVER.LOCK_RELEASE.FINAL_LOCK_LENGTH_CLS = 0.0
-    cfg.SOLVER.LOCK_RELEASE.FINAL_LOCK_LENGTH_LOC = 0.0
-    cfg.SOLVER.LOCK_RELEASE.FINAL_LOCK_LENGTH_SEG = 0.0
-    # LR in the closing pass: each parameter group's base LR x this (a cosine schedule is near 0
-    # by then).
+    # once more with a lock phase of its task's FINAL_LOCK_LENGTH only (UNIT as above; 0 = no
+    # pass), so each head and decoder is fitted to the final shared modules before the last
+    # evaluation. LR in the closing pass: each parameter group's base LR x this (a cosine
+    # schedule is near 0 by then).
     cfg.SOLVER.LOCK_RELEASE.FINAL_LOCK_LR_FACTOR = 1.0
     # Evaluate every N cycles (student and teacher, every test set of the stages); 0 = at the end.
     cfg.SOLVER.LOCK_RELEASE.EVAL_EVERY_CYCLES = 1
@@ -187,11 +282,14 @@ def _add_solver_config(cfg: CN) -> None:
     # True: no weight decay for norms, biases and relative_position_bias_table (Swin/M2F practice);
     # False: WEIGHT_DECAY on every parameter (reference).
     cfg.SOLVER.FX.NO_DECAY_NORM_BIAS = False
-    # Gradient-norm clipping per task (max L2 norm over the parameters with a gradient); 0 = off.
-    # Reference: 0.1 for localization only.
-    cfg.SOLVER.FX.CLIP_GRAD_CLS = 0.0
-    cfg.SOLVER.FX.CLIP_GRAD_LOC = 0.1
-    cfg.SOLVER.FX.CLIP_GRAD_SEG = 0.0
+    # Gradient-norm clipping per task, SOLVER.FX.{CLS,LOC,SEG}.CLIP_GRAD (max L2 norm over the
+    # parameters with a gradient); 0 = off. Reference: 0.1 for localization only.
+    cfg.SOLVER.FX.CLS = CN()
+    cfg.SOLVER.FX.CLS.CLIP_GRAD = 0.0
+    cfg.SOLVER.FX.LOC = CN()
+    cfg.SOLVER.FX.LOC.CLIP_GRAD = 0.1
+    cfg.SOLVER.FX.SEG = CN()
+    cfg.SOLVER.FX.SEG.CLIP_GRAD = 0.0
     # EMA teacher of the whole model (consistency target and evaluated next to the student).
     cfg.SOLVER.FX.EMA_ENABLED = True
     # teacher = m * teacher + (1 - m) * student (reference 0.8).

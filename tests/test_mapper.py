@@ -185,19 +185,19 @@ def test_from_config():
 
 
 def _demo_keys():
+    from fx_d2.data.catalog import DATASET_SOURCE_REGISTRY
     from fx_d2.data.demo import DEMO_WRITERS
-    from fx_d2.data.sources import SOURCES
 
-    return sorted(k for k in DEMO_WRITERS if k in SOURCES)
+    return sorted(k for k in DEMO_WRITERS if k in DATASET_SOURCE_REGISTRY)
 
 
 @pytest.mark.parametrize("key", _demo_keys())
 def test_maps_every_demo_dataset(demo_datasets, key):
     from detectron2.data import DatasetCatalog
 
-    from fx_d2.data.sources import SOURCES, dataset_name
+    from fx_d2.data.catalog import dataset_name, dataset_spec
 
-    spec = SOURCES[key]
+    spec = dataset_spec(key)
     dicts = DatasetCatalog.get(dataset_name(key, spec.splits[0]))
     assert dicts, key
     m = FXDatasetMapper(True, size=64, strict=True, seed=0)

@@ -190,17 +190,21 @@ def test_new_dataset_through_config_alone():
         _model(datasets=("h5fx_missing",))
 
 
+def _pool(model, stages, sizes=None):
+    return model.branches["cls"].pool(model.backbone, stages, sizes)
+
+
 def test_cls_pooling_ignores_tokens_of_the_batch_padding():
     # Attention near the border still sees padded pixels (as in every padded Swin), but the pooled
     # classification feature must average only the tokens that cover the image.
     model = _model()
     stages = [torch.randn(2, c, 4, 5) for c in model.backbone.num_features]
     sizes = [(64, 64), (128, 160)]  # stage-4 tokens: 2x2 of the 4x5 padded map, and all of it
-    pooled = model._pool(stages, sizes)
+    pooled = _pool(model, stages, sizes)
     changed = [s.clone() for s in stages]
     changed[3][0, :, 2:, :] = 1e3
     changed[3][0, :, :, 2:] = -1e3
-    torch.testing.assert_close(model._pool(changed, sizes), pooled)
+    torch.testing.assert_close(_pool(model, changed, sizes), pooled)
     expected = model.backbone.norm(stages[3][0, :, :2, :2].permute(1, 2, 0)).mean(dim=(0, 1))
     torch.testing.assert_close(pooled[0], expected)
     torch.testing.assert_close(pooled[1], model.backbone.pool([s[1:] for s in stages])[0])
@@ -210,12 +214,12 @@ def test_cls_max_pooling_takes_the_strongest_token_inside_each_image():
     model = _model("MODEL.FX.CLS_POOLING", "max")
     stages = [torch.randn(2, c, 4, 5) for c in model.backbone.num_features]
     sizes = [(64, 64), (128, 160)]
-    pooled = model._pool(stages, sizes)
+    pooled = _pool(model, stages, sizes)
     tokens = model.backbone.norm(stages[3].permute(0, 2, 3, 1))
     torch.testing.assert_close(pooled[0], tokens[0, :2, :2].amax(dim=(0, 1)))
     torch.testing.assert_close(pooled[1], tokens[1].amax(dim=(0, 1)))
-    torch.testing.assert_close(model._pool(stages), tokens.amax(dim=(1, 2)))
-    assert not torch.allclose(pooled, _model()._pool(stages, sizes))
+    torch.testing.assert_close(_pool(model, stages), tokens.amax(dim=(1, 2)))
+    assert not torch.allclose(pooled, _pool(_model(), stages, sizes))
     with pytest.raises(ValueError, match="CLS_POOLING"):
         _model("MODEL.FX.CLS_POOLING", "median")
 
@@ -223,11 +227,11 @@ def test_cls_max_pooling_takes_the_strongest_token_inside_each_image():
 def test_cls_features_from_several_levels_are_pooled_and_concatenated():
     model = _model("MODEL.FX.CLS_POOLING", "max", "MODEL.FX.CLS_IN_FEATURES", ["res5", "res3"])
     channels = model.backbone.num_features
-    assert model.cls_in_features == ("res3", "res5")  # backbone order
+    assert model.branches["cls"].in_features == ("res3", "res5")  # backbone order
     assert model.cls_heads[ALL].in_features == channels[1] + channels[3]
     stages = [torch.randn(2, c, 16 // 2**i, 20 // 2**i) for i, c in enumerate(channels)]
     sizes = [(64, 64), (128, 160)]  # res3 (stride 8): 8x8 of 16x20 for the first image
-    pooled = model._pool(stages, sizes)
+    pooled = _pool(model, stages, sizes)
     res3 = model.backbone.normalize_levels(stages)["res3"]
     res5 = model.backbone.norm(stages[3].permute(0, 2, 3, 1))
     torch.testing.assert_close(pooled[0, : channels[1]], res3[0, :, :8, :8].amax(dim=(1, 2)))
@@ -235,7 +239,7 @@ def test_cls_features_from_several_levels_are_pooled_and_concatenated():
     torch.testing.assert_close(pooled[1, : channels[1]], res3[1].amax(dim=(1, 2)))
     batch = synthetic_batch(ALL, "cls", num_images=2, size=(64, 64), **LABELS)
     assert set(model(batch)) == {"loss_cls"}
-    single = _model("MODEL.FX.CLS_IN_FEATURES", ["res4"])._pool(stages)
+    single = _pool(_model("MODEL.FX.CLS_IN_FEATURES", ["res4"]), stages)
     torch.testing.assert_close(single, model.backbone.normalize_levels(stages)["res4"].mean((2, 3)))
     for bad in (["res6"], [], ["res5", "res5"]):
         with pytest.raises(ValueError, match="CLS_IN_FEATURES"):

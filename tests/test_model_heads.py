@@ -12,12 +12,13 @@ from detectron2.structures import Boxes, ImageList, Instances
 from torch import nn
 
 from fx_d2.config import add_fx_config
+from fx_d2.data.catalog import DatasetSpec
+from fx_d2.modeling import CLS_HEAD_REGISTRY
 from fx_d2.modeling.heads import (
-    LocalizationDecoder,
-    LocalizationEncoder,
+    FPNLocalizationEncoder,
+    RCNNLocalizationDecoder,
     StandardizedLinear,
     UperNetDecoder,
-    build_cls_heads,
     build_seg_heads,
     cls_probabilities,
     exclusive_ce_loss,
@@ -69,7 +70,7 @@ def test_upernet_bn_option_and_first_lateral_conv():
     state = dec.state_dict()
     assert "fusion.norm.running_mean" in state and "ppm.stages.0.norm.running_var" in state
     assert isinstance(dec.lateral[0], nn.Conv2d)  # C1 16 != 32
-    with pytest.raises(ValueError, match="SEG_NORM"):
+    with pytest.raises(ValueError, match="UPERNET.NORM"):
         UperNetDecoder(STAGE_CHANNELS, channels=32, norm="")
 
 
@@ -102,7 +103,7 @@ def test_upernet_matches_reference_semantics_and_shapes():
     torch.manual_seed(0)
     dec = UperNetDecoder(STAGE_CHANNELS, channels=16).eval()  # C1 == 16 -> Identity
     stages = _stages(size=96)
-    fused, deepest = dec(stages)
+    fused, [deepest] = dec(stages)
     assert fused.shape == (2, 16, 24, 24) and deepest.shape == (2, 16, 3, 3)
     ref_fused, ref_deepest = _reference_upernet(dec, stages)
     torch.testing.assert_close(fused, ref_fused)
@@ -113,7 +114,7 @@ def test_localization_encoder_levels_and_gradient():
     shapes = {
         f"res{i + 2}": ShapeSpec(channels=c, stride=4 * 2**i) for i, c in enumerate(STAGE_CHANNELS)
     }
-    enc = LocalizationEncoder(shapes, out_channels=32)
+    enc = FPNLocalizationEncoder(shapes, out_channels=32)
     stages = [s.requires_grad_() for s in _stages(size=64)]
     out = enc({f"res{i + 2}": s for i, s in enumerate(stages)})
     assert list(out) == ["p2", "p3", "p4", "p5", "p6"]
@@ -148,10 +149,14 @@ def _tiny_det_cfg():
     return cfg
 
 
+def _spec(num_things):
+    return DatasetSpec("toy", ("loc",), thing_classes=tuple(f"c{i}" for i in range(num_things)))
+
+
 def test_localization_decoder_losses_with_negatives_and_inference():
     torch.manual_seed(0)
     shapes = {f"p{s}": ShapeSpec(channels=16, stride=2**s) for s in range(2, 7)}
-    dec = LocalizationDecoder.from_cfg(_tiny_det_cfg(), shapes, num_classes=3)
+    dec = RCNNLocalizationDecoder(_tiny_det_cfg(), input_shape=shapes, spec=_spec(3))
     assert dec.roi_heads.box_predictor.cls_score.out_features == 4  # 3 classes + background
     images = ImageList(torch.zeros(2, 3, 64, 64), [(64, 64), (60, 50)])
     feats = {
@@ -164,23 +169,25 @@ def test_localization_decoder_losses_with_negatives_and_inference():
         (60, 50), gt_boxes=Boxes(torch.zeros(0, 4)), gt_classes=torch.zeros(0, dtype=torch.long)
     )
     dec.train()
-    _, losses = dec(images, feats, [pos, neg])
+    out = dec(images, feats, [pos, neg])
+    losses = out.losses
+    assert out.consistency == list(feats.values())
     assert set(losses) == {"loss_rpn_cls", "loss_rpn_loc", "loss_box_cls", "loss_box_reg"}
     assert all(torch.isfinite(v) for v in losses.values())
-    _, neg_only = dec(
+    neg_only = dec(
         ImageList(images.tensor[1:], [(60, 50)]), {k: v[1:] for k, v in feats.items()}, [neg]
-    )
+    ).losses
     assert all(torch.isfinite(v) for v in neg_only.values())
     dec.eval()
     with torch.no_grad():
-        instances, extra = dec(images, feats)
-    assert extra == {} and len(instances) == 2 and instances[0].has("pred_boxes")
+        out = dec(images, feats)
+    assert out.losses == {} and len(out.instances) == 2 and out.instances[0].has("pred_boxes")
 
 
 def test_localization_decoder_rejects_c4_defaults():
     shapes = {f"p{s}": ShapeSpec(channels=16, stride=2**s) for s in range(2, 7)}
     with pytest.raises(ValueError, match="MODEL.RPN.IN_FEATURES"):
-        LocalizationDecoder.from_cfg(add_fx_config(get_cfg()), shapes, num_classes=2)
+        RCNNLocalizationDecoder(add_fx_config(get_cfg()), input_shape=shapes, spec=_spec(2))
 
 
 def test_multilabel_bce_loss_averages_over_weighted_entries():
@@ -203,8 +210,8 @@ def test_exclusive_ce_loss_and_probabilities():
     torch.testing.assert_close(exclusive_ce_loss(logits, targets, weights), expected)
     torch.testing.assert_close(cls_probabilities(logits, True).sum(1), torch.ones(3))
     torch.testing.assert_close(cls_probabilities(logits, False), logits.sigmoid())
-    heads = build_cls_heads(8, {"a": 3, "b": 1})
-    assert heads["a"].out_features == 3 and heads["b"].in_features == 8
+    head = CLS_HEAD_REGISTRY.get("linear")(in_features=8, num_classes=3)
+    assert (head.in_features, head.out_features) == (8, 3) and not head.bias.any()
 
 
 def test_soft_dice_batch_channel_and_padding():
@@ -270,8 +277,8 @@ def test_standardized_linear_head_uses_per_dimension_statistics():
     head.eval()
     torch.testing.assert_close(one, head(x[:1]))
     assert head.norm.num_batches_tracked.item() == 1
-    heads = build_cls_heads(6, {"a": 2, "b": 3}, "standardized")
-    assert isinstance(heads["b"], StandardizedLinear) and heads["b"].out_features == 3
-    assert type(build_cls_heads(6, {"a": 2})["a"]) is nn.Linear
-    with pytest.raises(ValueError, match="CLS_HEAD"):
-        build_cls_heads(6, {"a": 2}, "mlp")
+    built = CLS_HEAD_REGISTRY.get("standardized")(in_features=6, num_classes=3)
+    assert isinstance(built, StandardizedLinear) and built.out_features == 3
+    assert isinstance(CLS_HEAD_REGISTRY.get("linear")(in_features=6, num_classes=2), nn.Linear)
+    with pytest.raises(KeyError, match="mlp.*FX_CLS_HEAD.*linear"):
+        CLS_HEAD_REGISTRY.get("mlp")

@@ -84,10 +84,10 @@ def test_detection_checkpointer_reads_the_converted_file(tmp_path):
 
 def test_batchnorm_upernet_into_groupnorm_model_is_flagged():
     torch.manual_seed(0)
-    bn_model = build_model(tiny_cfg([KEY], ["MODEL.FX.SEG_NORM", "BN"]))
+    bn_model = build_model(tiny_cfg([KEY], ["MODEL.FX.UPERNET.NORM", "BN"]))
     state = {k: v for k, v in bn_model.state_dict().items() if k.startswith("seg_decoder.")}
     report = load_foundation_x_weights(_model(0), state)
-    assert report["warnings"] and "SEG_NORM" in report["warnings"][0]
+    assert report["warnings"] and "UPERNET.NORM" in report["warnings"][0]
     assert report["unexpected_by_group"] == {"seg_decoder": len(state) - report["num_loaded"]}
     assert load_foundation_x_weights(bn_model, state)["warnings"] == []
 

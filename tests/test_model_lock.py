@@ -24,7 +24,7 @@ def model():
     with synthetic_metadata(KEY, ("cls", "loc", "seg"), ("a", "b"), ("a", "b"), ("a", "b")):
         torch.manual_seed(0)
         # BN in the UperNet makes "running stats frozen under lock" observable
-        yield build_model(tiny_cfg([KEY], ["MODEL.FX.SEG_NORM", "BN"]))
+        yield build_model(tiny_cfg([KEY], ["MODEL.FX.UPERNET.NORM", "BN"]))
 
 
 def _step(model, task, locked):

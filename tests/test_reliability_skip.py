@@ -31,7 +31,6 @@ def _register(root, key="skiptest", count=8):
         cls_classes=["a", "b"],
         thing_classes=["lesion"],
         seg_classes=["lesion"],
-        evaluator_type="fx_cls_seg",
     )
     for name in (f"fx_{key}_train", key):  # the mapper looks metadata up by dataset key
         if name in MetadataCatalog.list():

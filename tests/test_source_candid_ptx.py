@@ -10,10 +10,11 @@ import pycocotools.mask as mask_util
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from fx_d2.data.catalog import load_source
 from fx_d2.data.demo.candid_ptx import write_candid_ptx
 from fx_d2.data.io import read_image
+from fx_d2.data.problems import DatasetProblemError, ProblemLog
 from fx_d2.data.rle import coco_rle_to_mask
-from fx_d2.data.sources.base import DatasetProblemError, ProblemLog, load_source
 from fx_d2.data.sources.candid_ptx import load_candid_ptx, patient_of, split_of
 
 KEY = "candid_ptx"

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from fx_d2.data.catalog import load_source
 from fx_d2.data.demo.chestx_det import N_TEST, N_TRAIN, write_chestx_det
 from fx_d2.data.io import read_image
 from fx_d2.data.masks import polygons_to_mask
-from fx_d2.data.sources.base import DatasetProblemError, ProblemLog, load_source
+from fx_d2.data.problems import DatasetProblemError, ProblemLog
 from fx_d2.data.sources.chestx_det import CLASSES, load_chestx_det
 
 KEY = "chestx_det"

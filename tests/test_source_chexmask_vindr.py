@@ -10,16 +10,17 @@ import pycocotools.mask as mask_util
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from fx_d2.data.catalog import load_source
 from fx_d2.data.demo.chexmask_vindr import write_chexmask_vindr
 from fx_d2.data.io import read_image
 from fx_d2.data.masks import mask_to_box
+from fx_d2.data.problems import DatasetProblemError, ProblemLog
 from fx_d2.data.rle import (
     coco_rle_to_mask,
     decode_chexmask_rle,
     encode_chexmask_rle,
     mask_to_coco_rle,
 )
-from fx_d2.data.sources.base import DatasetProblemError, ProblemLog, load_source
 from fx_d2.data.sources.chexmask_vindr import CLASSES, chexmask_rle_to_coco, load_chexmask_vindr
 
 KEY = "chexmask_vindr"

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from fx_d2.data.catalog import load_source
 from fx_d2.data.demo.chexpert import FRONTAL, write_chexpert
-from fx_d2.data.sources.base import DatasetProblemError, ProblemLog, load_source
+from fx_d2.data.problems import DatasetProblemError, ProblemLog
 from fx_d2.data.sources.chexpert import CLASSES, REPORT_CLASSES, load_chexpert
 
 KEY = "chexpert"

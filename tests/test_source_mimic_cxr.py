@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from fx_d2.data.catalog import load_source
 from fx_d2.data.demo.mimic_cxr import write_mimic_cxr
-from fx_d2.data.sources.base import DatasetProblemError, ProblemLog, load_source
+from fx_d2.data.problems import DatasetProblemError, ProblemLog
 from fx_d2.data.sources.chexpert import CLASSES, REPORT_CLASSES
 from fx_d2.data.sources.mimic_cxr import load_mimic_cxr
 

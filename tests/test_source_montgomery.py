@@ -10,10 +10,11 @@ import pycocotools.mask as mask_util
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from fx_d2.data.catalog import load_source
 from fx_d2.data.demo.montgomery import write_montgomery
 from fx_d2.data.io import read_image
 from fx_d2.data.masks import sem_seg_from_annotations
-from fx_d2.data.sources.base import DatasetProblemError, ProblemLog, load_source
+from fx_d2.data.problems import DatasetProblemError, ProblemLog
 from fx_d2.data.sources.montgomery import CLASSES, load_montgomery
 
 KEY = "montgomery"

@@ -9,8 +9,9 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
+from fx_d2.data.catalog import load_source
 from fx_d2.data.demo.nih_cxr14 import FINDING_PROB, TARGET, write_nih_cxr14
-from fx_d2.data.sources.base import DatasetProblemError, ProblemLog, load_source
+from fx_d2.data.problems import DatasetProblemError, ProblemLog
 from fx_d2.data.sources.common import hash_fraction
 from fx_d2.data.sources.nih_cxr14 import BOX_CLASSES, CLASSES, load_nih_cxr14
 

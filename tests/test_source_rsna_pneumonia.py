@@ -10,9 +10,10 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
+from fx_d2.data.catalog import load_source
 from fx_d2.data.demo.rsna_pneumonia import N_TRAIN, write_rsna_pneumonia
 from fx_d2.data.io import read_image
-from fx_d2.data.sources.base import DatasetProblemError, ProblemLog, load_source
+from fx_d2.data.problems import DatasetProblemError, ProblemLog
 from fx_d2.data.sources.rsna_pneumonia import CLASSES, load_rsna_pneumonia
 
 KEY = "rsna_pneumonia"

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from fx_d2.data.catalog import load_source
 from fx_d2.data.demo.shenzhen import TARGET, write_shenzhen
 from fx_d2.data.io import read_image
-from fx_d2.data.sources.base import DatasetProblemError, ProblemLog, load_source
+from fx_d2.data.problems import DatasetProblemError, ProblemLog
 from fx_d2.data.sources.shenzhen import load_shenzhen, split_of
 
 KEY = "shenzhen"

@@ -9,11 +9,12 @@ import pycocotools.mask as mask_util
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from fx_d2.data.catalog import load_source
 from fx_d2.data.demo.siim_acr import write_siim_acr
 from fx_d2.data.io import read_image
 from fx_d2.data.masks import mask_to_box
+from fx_d2.data.problems import DatasetProblemError, ProblemLog
 from fx_d2.data.rle import coco_rle_to_mask, decode_siim_rle, encode_chexmask_rle, encode_siim_rle
-from fx_d2.data.sources.base import DatasetProblemError, ProblemLog, load_source
 from fx_d2.data.sources.siim_acr import (
     detect_rle_mode,
     load_siim_acr,
@@ -50,7 +51,7 @@ def test_metadata():
     meta = MetadataCatalog.get(f"fx_{KEY}_val")
     assert meta.tasks == ["cls", "loc", "seg"]
     assert meta.cls_classes == meta.thing_classes == meta.seg_classes == ["Pneumothorax"]
-    assert meta.evaluator_type == "fx_cls_loc_seg" and meta.split == "val"
+    assert meta.split == "val" and "evaluator_type" not in meta.as_dict()
 
 
 def test_splits_labels_and_masks(demo, monkeypatch):

@@ -10,9 +10,10 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
+from fx_d2.data.catalog import load_source
 from fx_d2.data.demo.tbx11k import COUNTS, write_tbx11k
 from fx_d2.data.io import read_image
-from fx_d2.data.sources.base import DatasetProblemError, ProblemLog, load_source
+from fx_d2.data.problems import DatasetProblemError, ProblemLog
 from fx_d2.data.sources.tbx11k import TB_CATEGORIES, load_tbx11k
 
 KEY = "tbx11k"

@@ -10,9 +10,10 @@ import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
+from fx_d2.data.catalog import load_source
 from fx_d2.data.demo.vindr_cxr import COUNTS, FINDING_PROB, write_vindr_cxr
 from fx_d2.data.io import read_image
-from fx_d2.data.sources.base import DatasetProblemError, ProblemLog, load_source
+from fx_d2.data.problems import DatasetProblemError, ProblemLog
 from fx_d2.data.sources.vindr_cxr import GLOBAL_LABELS, LOCAL_LABELS, load_vindr_cxr
 
 KEY = "vindr_cxr"
@@ -41,7 +42,7 @@ def _boxes(d):
 
 def test_metadata():
     meta = MetadataCatalog.get(f"fx_{KEY}_train")
-    assert meta.tasks == ["cls", "loc"] and meta.evaluator_type == "fx_cls_loc"
+    assert meta.tasks == ["cls", "loc"]
     assert meta.cls_classes == [
         "COPD", "Lung tumor", "Pneumonia", "Tuberculosis", "Other diseases", "No finding",
     ]  # fmt: skip

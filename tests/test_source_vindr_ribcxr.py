@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
+from fx_d2.data.catalog import load_source
 from fx_d2.data.demo.vindr_ribcxr import write_vindr_ribcxr
 from fx_d2.data.io import read_image
 from fx_d2.data.masks import polygons_to_mask
-from fx_d2.data.sources.base import DatasetProblemError, ProblemLog, load_source
+from fx_d2.data.problems import DatasetProblemError, ProblemLog
 from fx_d2.data.sources.vindr_ribcxr import CLASSES, load_vindr_ribcxr
 
 KEY = "vindr_ribcxr"

@@ -22,7 +22,7 @@ def metadata():
 
 def _model(*opts):
     torch.manual_seed(0)
-    model = build_model(tiny_cfg([KEY], ["MODEL.FX.SEG_NORM", "BN", *opts]))
+    model = build_model(tiny_cfg([KEY], ["MODEL.FX.UPERNET.NORM", "BN", *opts]))
     model.train()
     return model
 

@@ -17,8 +17,8 @@ def test_closing_lock_pass_refits_heads_on_frozen_shared_modules(tmp_path):
     register_synthetic("synth", test=4)
     cfg = toy_cfg(
         ["OUTPUT_DIR", str(tmp_path), "SOLVER.LOCK_RELEASE.CYCLES", 2,
-         "SOLVER.LOCK_RELEASE.FINAL_LOCK_LENGTH_CLS", 2.0,
-         "SOLVER.LOCK_RELEASE.FINAL_LOCK_LENGTH_SEG", 3.0,
+         "SOLVER.LOCK_RELEASE.CLS.FINAL_LOCK_LENGTH", 2.0,
+         "SOLVER.LOCK_RELEASE.SEG.FINAL_LOCK_LENGTH", 3.0,
          "SOLVER.LOCK_RELEASE.FINAL_LOCK_LR_FACTOR", 0.5]
     )  # fmt: skip
     trainer = SyntheticLockReleaseTrainer(cfg)

@@ -7,7 +7,7 @@ import os
 import pytest
 from detectron2.config import get_cfg
 
-from fx_d2.config import add_fx_config
+from fx_d2.config import RENAMED_KEYS, add_fx_config, per_task
 from fx_d2.engine.schedule import TASKS, default_stages, parse_stages, phase_iterations
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,9 +30,9 @@ def test_config_merges_and_lengths_are_valid(path):
     cfg = _load(path)
     lr = cfg.SOLVER.LOCK_RELEASE
     parse_stages(lr.STAGES)
-    for task in TASKS:
-        for phase in ("LOCK", "RELEASE"):
-            phase_iterations(getattr(lr, f"{phase}_LENGTH_{task.upper()}"), lr.UNIT, 10)
+    for node in per_task(lr).values():
+        for length in (node.LOCK_LENGTH, node.RELEASE_LENGTH, node.FINAL_LOCK_LENGTH):
+            phase_iterations(length, lr.UNIT, 10)
     assert cfg.SOLVER.FX.OPTIMIZER in ("AdamW", "SGD")
 
 
@@ -44,7 +44,7 @@ def test_reference_pretraining_config():
     assert (cfg.SOLVER.FX.EMA_MOMENTUM, cfg.SOLVER.FX.EMA_PERIOD) == (0.8, 0)
     assert cfg.MODEL.FX.CONSISTENCY_WEIGHT == 0.5 and cfg.SOLVER.LOCK_RELEASE.UNIT == "epochs"
     lengths = cfg.SOLVER.LOCK_RELEASE
-    assert (lengths.LOCK_LENGTH_LOC, lengths.RELEASE_LENGTH_CLS) == (0.5, 1.0)
+    assert (lengths.LOC.LOCK_LENGTH, lengths.CLS.RELEASE_LENGTH) == (0.5, 1.0)
 
 
 @pytest.mark.parametrize(
@@ -54,3 +54,35 @@ def test_foundationx_configs_train_the_whole_trunk(name):
     # Detectron2's default FREEZE_AT=2 would leave the patch embedding and stage 1 frozen
     cfg = _load(os.path.join(ROOT, "configs", name))
     assert cfg.MODEL.BACKBONE.FREEZE_AT == 0
+
+
+@pytest.mark.parametrize(
+    "old,value", [("SOLVER.LOCK_RELEASE.LOCK_LENGTH_LOC", 2.0), ("MODEL.FX.CLS_HEAD", "linear"),
+                  ("SOLVER.FX.CLIP_GRAD_SEG", 1.0), ("MODEL.FX.SEG_NORM", "BN")],
+)  # fmt: skip
+def test_renamed_keys_fail_naming_the_new_key(tmp_path, old, value):
+    new = RENAMED_KEYS[old]
+    with pytest.raises(KeyError, match=f"{old}.*renamed to {new}"):
+        add_fx_config(get_cfg()).merge_from_list([old, value])
+    path = tmp_path / "old.yaml"
+    *parents, leaf = old.split(".")
+    text, indent = "", ""
+    for name in parents:
+        text += f"{indent}{name}:\n"
+        indent += "  "
+    path.write_text(f"{text}{indent}{leaf}: {value!r}\n")
+    with pytest.raises(KeyError, match=f"{old}.*renamed to {new}"):
+        _load(str(path))
+
+
+def test_new_nodes_merge_from_files_and_opts(tmp_path):
+    path = tmp_path / "new.yaml"
+    path.write_text("MODEL:\n  FX:\n    CLS_HEAD: {NAME: standardized}\n")
+    cfg = _load(str(path))
+    cfg.merge_from_list(
+        ["SOLVER.LOCK_RELEASE.SEG.LOCK_LENGTH", 3.0, "SOLVER.FX.LOC.CLIP_GRAD", 0.5]
+    )
+    assert cfg.MODEL.FX.CLS_HEAD.NAME == "standardized"
+    assert per_task(cfg.SOLVER.LOCK_RELEASE)["seg"].LOCK_LENGTH == 3.0
+    assert per_task(cfg.SOLVER.FX)["loc"].CLIP_GRAD == 0.5
+    assert cfg.clone().MODEL.FX.CLS_HEAD.NAME == "standardized"

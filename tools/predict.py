@@ -28,8 +28,8 @@ from PIL import Image
 
 import fx_d2  # noqa: F401  registers the sources, backbone and meta-architecture
 from fx_d2.config import add_fx_config
+from fx_d2.data.catalog import metadata_name
 from fx_d2.data.io import ImageReadError, detect_format, read_image
-from fx_d2.modeling.meta_arch.dataset_specs import metadata_name_for_key
 from fx_d2.utils.predictor import FXPredictor, outputs_to_json
 from fx_d2.utils.visualize import draw_fx_predictions
 
@@ -159,7 +159,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 out, spec.cls_classes, spec.thing_classes, spec.seg_classes, cfg.TEST.FX.SEG_THRESH
             )
             if not args.no_overlay:
-                metadata = MetadataCatalog.get(metadata_name_for_key(key))
+                metadata = MetadataCatalog.get(metadata_name(key))
                 drawing = draw_fx_predictions(
                     rgb,
                     out,

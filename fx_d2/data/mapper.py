@@ -23,10 +23,10 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 from detectron2.config import configurable
-from detectron2.data import MetadataCatalog
 from detectron2.structures import BitMasks, Boxes, BoxMode, Instances
 
 from .cache import ImageCache
+from .catalog import TASKS, dataset_metadata
 from .io import DEFAULT_MAX_PIXELS, ImageReadError, read_image
 from .masks import polygons_to_mask, sem_seg_from_annotations
 from .rle import coco_rle_to_mask
@@ -144,8 +144,8 @@ class FXDatasetMapper:
         """
         if uncertain_policy not in POLICIES:
             raise ValueError(f"unknown uncertainty policy {uncertain_policy!r}; use {POLICIES}")
-        if task not in (None, "cls", "loc", "seg"):
-            raise ValueError(f"task must be cls, loc, seg or None, got {task!r}")
+        if task is not None and task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS} or None, got {task!r}")
         self.is_train, self.task = is_train, task
         self.resize_mode, self.size, self.max_size = resize_mode, int(size), int(max_size)
         output_size(100, 100, resize_mode, self.size)  # validates the mode early
@@ -207,13 +207,9 @@ class FXDatasetMapper:
         self._rng, self._rng_pid = np.random.default_rng(seed), os.getpid()
 
     def metadata(self, key: str) -> Dict[str, Any]:
+        """Metadata of dataset ``key`` (the ``metadata`` argument, else the catalog's)."""
         if key not in self._metadata:
-            from .sources.base import SOURCES
-
-            if key in SOURCES:
-                self._metadata[key] = SOURCES[key].metadata()
-            else:
-                self._metadata[key] = MetadataCatalog.get(key).as_dict()
+            self._metadata[key] = dataset_metadata(key)
         return self._metadata[key]
 
     def _read(self, path: str) -> np.ndarray:

@@ -20,6 +20,7 @@ from detectron2.evaluation.evaluator import inference_context
 from detectron2.utils import comm
 from torch import nn
 
+from fx_d2.data.catalog import dataset_name, load_dataset_dicts
 from fx_d2.evaluation import (
     append_results_csv,
     build_fx_evaluators,
@@ -53,7 +54,7 @@ def eval_datasets(cfg, stages: Sequence[Tuple[str, str]]) -> "OrderedDict[str, L
         return out
     for key, tasks in tasks_of.items():
         for split in ("test", "val"):
-            name = f"fx_{key}_{split}"
+            name = dataset_name(key, split)
             if name in registered:
                 declared = list(MetadataCatalog.get(name).get("tasks", tasks))
                 out[name] = [t for t in tasks if t in declared]
@@ -102,7 +103,7 @@ class FXEvaluationRunner:
         if name not in self._loaders:
             mapper = TaskRequestMapper(self._build_mapper(self.cfg), self.datasets[name])
             self._loaders[name] = build_detection_test_loader(
-                dataset=DatasetCatalog.get(name),
+                dataset=load_dataset_dicts(name, strict=self.cfg.DATASETS.FX.STRICT),
                 mapper=mapper,
                 num_workers=self.cfg.DATALOADER.NUM_WORKERS,
             )

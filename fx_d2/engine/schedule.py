@@ -23,6 +23,8 @@ import math
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
+from fx_d2.data.catalog import TASKS
+
 __all__ = [
     "TASKS",
     "REFERENCE_STAGES",
@@ -33,8 +35,6 @@ __all__ = [
     "phase_iterations",
     "epoch_iterations",
 ]
-
-TASKS = ("cls", "loc", "seg")
 
 # The reference's 20-stage cycle (method.md §3, main.py TaskHead 0..19), as (dataset key, task).
 REFERENCE_STAGES: Tuple[Tuple[str, str], ...] = (
@@ -210,8 +210,8 @@ class LockReleaseSchedule:
             raise ValueError("phase lengths must be >= 0")
         if any(self.final_lock_iters) and not (cycles and cycles > 0):
             raise ValueError(
-                "a closing lock pass (SOLVER.LOCK_RELEASE.FINAL_LOCK_LENGTH_*) needs a number of "
-                "cycles (SOLVER.LOCK_RELEASE.CYCLES > 0)"
+                "a closing lock pass (SOLVER.LOCK_RELEASE.{CLS,LOC,SEG}.FINAL_LOCK_LENGTH) needs "
+                "a number of cycles (SOLVER.LOCK_RELEASE.CYCLES > 0)"
             )
         self.cycles = int(cycles) if cycles else None
         # Non-empty phases of one cycle: (stage_index, locked, offset in cycle, length).

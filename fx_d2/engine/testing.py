@@ -21,6 +21,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import HookBase
 from detectron2.structures import Boxes, BoxMode, Instances
 
+from fx_d2.data.catalog import dataset_name
+
 from . import toy_model  # noqa: F401  registers FXToyModel
 from .registry import TRAINER_REGISTRY
 from .trainer import LockReleaseTrainer
@@ -96,7 +98,7 @@ def register_synthetic(
     """Register ``fx_<key>_train`` (``train`` images of ``size`` x ``size``) and, when ``test`` >
     0, ``fx_<key>_test`` (re-registering replaces an earlier registration)."""
     for split, count in (("train", train), ("test", test)):
-        name = f"fx_{key}_{split}"
+        name = dataset_name(key, split)
         if name in DatasetCatalog.list():
             DatasetCatalog.remove(name)
             MetadataCatalog.remove(name)
@@ -112,7 +114,6 @@ def register_synthetic(
             cls_classes=["lesion", "third"],
             thing_classes=["lesion"],
             seg_classes=["lesion"],
-            evaluator_type="fx_" + "_".join(tasks),
         )
 
 

@@ -17,11 +17,10 @@ from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.structures import Boxes, Instances
 from torch import nn
 
+from fx_d2.data.catalog import TASKS, dataset_metadata
 from fx_d2.modeling.lock import frozen
 
 __all__ = ["FXToyModel"]
-
-TASKS = ("cls", "loc", "seg")
 
 
 @META_ARCH_REGISTRY.register()
@@ -31,10 +30,8 @@ class FXToyModel(nn.Module):
 
     def __init__(self, cfg):
         super().__init__()
-        from detectron2.data import MetadataCatalog
-
         self.keys = list(cfg.MODEL.FX.DATASETS)
-        meta = {k: MetadataCatalog.get(f"fx_{k}_train") for k in self.keys}
+        meta = {k: dataset_metadata(k) for k in self.keys}
         self._tasks = {k: tuple(m.get("tasks", TASKS)) for k, m in meta.items()}
         n_cls = {k: len(m.get("cls_classes", ()) or ()) or 1 for k, m in meta.items()}
         n_seg = {k: len(m.get("seg_classes", ()) or ()) or 1 for k, m in meta.items()}

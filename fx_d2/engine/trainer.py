@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-from detectron2.data import DatasetCatalog, DatasetFromList
+from detectron2.data import DatasetFromList
 from detectron2.engine import TrainerBase, hooks
 from detectron2.modeling import build_model
 from detectron2.solver import build_lr_scheduler
@@ -27,6 +27,8 @@ from detectron2.utils.events import CommonMetricPrinter, JSONWriter, Tensorboard
 from torch.nn.parallel import DistributedDataParallel
 
 from fx_d2.checkpoint.fx_checkpointer import FXCheckpointer
+from fx_d2.config import per_task
+from fx_d2.data.catalog import TASKS, dataset_name, load_dataset_dicts
 from fx_d2.modeling.teacher import EMATeacher, unwrap_model
 
 from .evaluate import FXEvaluationRunner, eval_datasets, evaluate_checkpoint
@@ -35,7 +37,6 @@ from .optimizer import build_fx_optimizer, clip_gradients
 from .registry import TRAINER_REGISTRY
 from .rng import preserved_rng, restore_rng_state
 from .schedule import (
-    TASKS,
     LockReleaseSchedule,
     Phase,
     default_stages,
@@ -175,9 +176,10 @@ class LockReleaseTrainer(ResumableStateMixin, TrainerBase):
 
     def build_schedule(self, cfg) -> LockReleaseSchedule:
         lr = cfg.SOLVER.LOCK_RELEASE
-        lock = {t: getattr(lr, f"LOCK_LENGTH_{t.upper()}") for t in TASKS}
-        release = {t: getattr(lr, f"RELEASE_LENGTH_{t.upper()}") for t in TASKS}
-        final = {t: getattr(lr, f"FINAL_LOCK_LENGTH_{t.upper()}") for t in TASKS}
+        nodes = per_task(lr)
+        lock = {t: node.LOCK_LENGTH for t, node in nodes.items()}
+        release = {t: node.RELEASE_LENGTH for t, node in nodes.items()}
+        final = {t: node.FINAL_LOCK_LENGTH for t, node in nodes.items()}
         epoch_iters = None
         if lr.UNIT == "epochs":
             batch = cfg.SOLVER.IMS_PER_BATCH
@@ -199,9 +201,9 @@ class LockReleaseTrainer(ResumableStateMixin, TrainerBase):
         few-shot subset (same images for every task of the key), task filter."""
         stage = (dataset, task)
         if stage not in self._stage_data:
-            name = f"fx_{dataset}_{self.cfg.SOLVER.FX.TRAIN_SPLIT}"
+            name = dataset_name(dataset, self.cfg.SOLVER.FX.TRAIN_SPLIT)
             if dataset not in self._dataset_dicts:
-                dicts = DatasetCatalog.get(name)
+                dicts = load_dataset_dicts(name, strict=self.cfg.DATASETS.FX.STRICT)
                 n = self.cfg.SOLVER.FX.FEW_SHOT_N
                 if n > 0:
                     dicts = few_shot_subset(dicts, n, self.cfg.SEED if self.cfg.SEED >= 0 else 0)
@@ -369,6 +371,10 @@ class LockReleaseTrainer(ResumableStateMixin, TrainerBase):
         return torch.autocast("cuda", dtype=self.amp_dtype)
 
     def run_step(self) -> None:
+        """One iteration of the current phase: batch of its stream, forward, non-finite check
+        (before any update), backward, ``after_backward`` hooks, per-task clipping, optimizer
+        step. ``TrainerBase`` calls the ``before_step`` / ``after_step`` hooks around it, so
+        every hook point of Detectron2 main's SimpleTrainer / AMPTrainer is called."""
         assert self.model.training, "[LockReleaseTrainer] model was changed to eval mode!"
         phase = self.phase
         start = time.perf_counter()
@@ -385,7 +391,8 @@ class LockReleaseTrainer(ResumableStateMixin, TrainerBase):
             self.grad_scaler.unscale_(self.optimizer)
         else:
             losses.backward()
-        max_norm = getattr(self.cfg.SOLVER.FX, f"CLIP_GRAD_{phase.task.upper()}")
+        self.after_backward()
+        max_norm = per_task(self.cfg.SOLVER.FX)[phase.task].CLIP_GRAD
         norm = clip_gradients(list(self.student.parameters()), max_norm)
         if norm is not None:
             self.storage.put_scalar("grad_norm", float(norm))
@@ -398,6 +405,14 @@ class LockReleaseTrainer(ResumableStateMixin, TrainerBase):
             self.grad_scaler.update()
         else:
             self.optimizer.step()
+
+    def after_backward(self) -> None:
+        """Call every hook's ``after_backward`` (a hook point of Detectron2 main's trainers, absent
+        in 0.6): gradients are complete (unscaled under fp16) and not yet clipped."""
+        for h in self._hooks:
+            hook = getattr(h, "after_backward", None)
+            if hook is not None:
+                hook()
 
     def _write_metrics(self, loss_dict, losses, data_time, skipped, phase) -> None:
         """Gather the losses of all ranks, stop on a non-finite total, log to EventStorage."""

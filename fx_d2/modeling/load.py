@@ -98,7 +98,7 @@ def load_foundation_x_weights(
         # FX's UperNet uses BatchNorm; its affine weights just went into the model's other norm
         warnings.append(
             "the checkpoint's seg_decoder uses BatchNorm but the model's does not: set "
-            "MODEL.FX.SEG_NORM to 'BN' (or 'SyncBN') to reproduce Foundation X's segmentation"
+            "MODEL.FX.UPERNET.NORM to 'BN' (or 'SyncBN') to reproduce Foundation X's segmentation"
         )
     report: Dict[str, Any] = {
         "loaded": sorted(matched),

@@ -12,6 +12,8 @@ from detectron2.config import CfgNode, get_cfg
 from detectron2.data import MetadataCatalog
 from detectron2.structures import Boxes, Instances
 
+from fx_d2.data.catalog import dataset_name
+
 __all__ = ["TINY_CONFIG", "tiny_cfg", "synthetic_metadata", "synthetic_batch"]
 
 # configs/tests/tiny.yaml of the source checkout (tests run from a checkout / editable install)
@@ -51,7 +53,7 @@ def synthetic_metadata(
     Raises:
         ValueError: the name is already registered (pick a unique test key).
     """
-    name = f"fx_{key}_{split}"
+    name = dataset_name(key, split)
     if name in MetadataCatalog.list():
         raise ValueError(f"synthetic_metadata: {name} is already registered")
     MetadataCatalog.get(name).set(
@@ -61,7 +63,6 @@ def synthetic_metadata(
         cls_classes=list(cls_classes),
         thing_classes=list(thing_classes),
         seg_classes=list(seg_classes),
-        evaluator_type="fx_" + "_".join(tasks),
         **extra,
     )
     try:

@@ -18,6 +18,6 @@ from . import (  # noqa: F401
     vindr_cxr,
     vindr_ribcxr,
 )
-from .base import SOURCES, dataset_name, datasets_root, load_source, register_source
+from .base import register_source
 
-__all__ = ["SOURCES", "datasets_root", "dataset_name", "load_source", "register_source"]
+__all__ = ["register_source"]

@@ -9,74 +9,12 @@ metadata in ``MetadataCatalog``. Registration reads nothing from disk.
 import logging
 import math
 import os
-from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from ..catalog import DatasetSpec, register_dataset_source
+from ..problems import DatasetProblemError, ProblemLog
 
 logger = logging.getLogger(__name__)
-
-README_HINT = "see datasets/README.md for what the folder must contain"
-
-# key -> SourceSpec of every registered source, in registration order.
-SOURCES: "OrderedDict[str, SourceSpec]" = OrderedDict()
-
-
-def datasets_root() -> str:
-    """Root folder of all downloads: ``$FX_DATASETS``, else ``$DETECTRON2_DATASETS``, else
-    ``./datasets``. Read at call time so a test or a tool can point it elsewhere."""
-    return os.environ.get("FX_DATASETS") or os.environ.get("DETECTRON2_DATASETS") or "datasets"
-
-
-def dataset_name(key: str, split: str) -> str:
-    """Registered name of a source split, e.g. ``fx_chexpert_train``."""
-    return f"fx_{key}_{split}"
-
-
-class DatasetProblemError(ValueError):
-    """Raised for bad input in strict mode, or when a dataset folder is missing."""
-
-
-class ProblemLog:
-    """Counts problems found while reading a dataset and keeps the first examples of each kind.
-
-    Kinds used by the sources: ``missing_image``, ``unknown_class``, ``rle_overflow``,
-    ``box_clipped``, ``box_degenerate``, ``path_outside_root``, ``bad_row``.
-    In strict mode the first problem raises :class:`DatasetProblemError`.
-    """
-
-    def __init__(self, name: str, strict: bool = False, max_examples: int = 5):
-        self.name = name
-        self.strict = strict
-        self.max_examples = max_examples
-        self.counts: Dict[str, int] = OrderedDict()
-        self.examples: Dict[str, List[str]] = OrderedDict()
-
-    def add(self, kind: str, where: str, message: str) -> None:
-        """Record one problem. ``where`` names the file (and line/row when known)."""
-        text = f"{where}: {message}"
-        if self.strict:
-            raise DatasetProblemError(f"[{self.name}] {kind}: {text}")
-        self.counts[kind] = self.counts.get(kind, 0) + 1
-        examples = self.examples.setdefault(kind, [])
-        if len(examples) < self.max_examples:
-            examples.append(text)
-
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    def summary(self) -> str:
-        lines = [f"{self.name}: {self.total()} problem(s)"]
-        for kind, count in self.counts.items():
-            lines.append(f"  {kind}: {count}, e.g.")
-            lines.extend(f"    {e}" for e in self.examples[kind])
-        return "\n".join(lines)
-
-    def report(self) -> None:
-        """Log the summary as a warning when anything was found."""
-        if self.counts:
-            logger.warning(self.summary())
 
 
 def resolve_inside(
@@ -125,69 +63,6 @@ def clip_box(
     return c
 
 
-@dataclass
-class SourceSpec:
-    """Static description of one dataset source (what ``MetadataCatalog`` receives).
-
-    Attributes:
-        key: folder name under the datasets root, e.g. ``"chexpert"``.
-        splits: registered splits, subset of ``("train", "val", "test")``.
-        tasks: subset of ``("cls", "loc", "seg")``.
-        cls_classes: names aligned with each dict's ``cls_labels``.
-        thing_classes: names indexed by annotation ``category_id``.
-        seg_classes: names of the ``sem_seg`` channels; each is also in ``thing_classes`` and is
-            rasterised from the annotations of that category.
-        extra_metadata: more metadata, e.g. reporting subsets ``cls_report_classes``.
-        loader: ``load(root, split, problems) -> List[dict]``.
-    """
-
-    key: str
-    splits: Sequence[str]
-    tasks: Sequence[str]
-    cls_classes: Sequence[str] = ()
-    thing_classes: Sequence[str] = ()
-    seg_classes: Sequence[str] = ()
-    extra_metadata: Dict[str, Any] = field(default_factory=dict)
-    loader: Optional[Callable[[str, str, ProblemLog], List[Dict[str, Any]]]] = None
-
-    def metadata(self) -> Dict[str, Any]:
-        evaluator_type = "fx_" + "_".join(self.tasks)
-        meta = dict(
-            dataset_key=self.key,
-            tasks=list(self.tasks),
-            cls_classes=list(self.cls_classes),
-            thing_classes=list(self.thing_classes),
-            seg_classes=list(self.seg_classes),
-            evaluator_type=evaluator_type,
-        )
-        meta.update(self.extra_metadata)
-        return meta
-
-
-def load_source(
-    key: str, split: str, root: Optional[str] = None, strict: bool = False
-) -> List[Dict[str, Any]]:
-    """Read one split of a source from ``<root>/<key>/``; what ``DatasetCatalog.get`` calls.
-
-    Raises:
-        DatasetProblemError: the folder is missing, or (strict) any bad input.
-    """
-    spec = SOURCES[key]
-    base = os.path.join(root if root is not None else datasets_root(), key)
-    if not os.path.isdir(base):
-        raise DatasetProblemError(
-            f"dataset folder {base!r} for {dataset_name(key, split)} does not exist; "
-            f"unpack the {key} download there unchanged ({README_HINT})"
-        )
-    problems = ProblemLog(dataset_name(key, split), strict=strict)
-    dicts = spec.loader(base, split, problems)
-    for d in dicts:
-        d.setdefault("dataset_name", key)
-    problems.report()
-    logger.info("Loaded %d images from %s (%s)", len(dicts), dataset_name(key, split), base)
-    return dicts
-
-
 def register_source(
     key: str,
     splits: Sequence[str],
@@ -195,9 +70,11 @@ def register_source(
     cls_classes: Sequence[str] = (),
     thing_classes: Sequence[str] = (),
     seg_classes: Sequence[str] = (),
+    cls_exclusive: bool = False,
     **extra_metadata: Any,
 ):
-    """Decorator: register a loader as the source ``key`` (all its splits).
+    """Decorator: register a loader ``load(root, split, problems)`` as the source ``key`` (a
+    :class:`~fx_d2.data.catalog.DatasetSpec` in the catalog, and ``fx_<key>_<split>`` names).
 
     Example::
 
@@ -207,24 +84,19 @@ def register_source(
     """
 
     def decorator(loader):
-        spec = SourceSpec(
-            key,
-            tuple(splits),
-            tuple(tasks),
-            tuple(cls_classes),
-            tuple(thing_classes),
-            tuple(seg_classes),
-            dict(extra_metadata),
-            loader,
+        register_dataset_source(
+            DatasetSpec(
+                key=key,
+                tasks=tuple(tasks),
+                cls_classes=tuple(cls_classes),
+                thing_classes=tuple(thing_classes),
+                seg_classes=tuple(seg_classes),
+                cls_exclusive=cls_exclusive,
+                splits=tuple(splits),
+                extra=dict(extra_metadata),
+                loader=loader,
+            )
         )
-        SOURCES[key] = spec
-        for split in spec.splits:
-            name = dataset_name(key, split)
-            if name in DatasetCatalog.list():
-                DatasetCatalog.remove(name)
-                MetadataCatalog.remove(name)
-            DatasetCatalog.register(name, lambda k=key, s=split: load_source(k, s))
-            MetadataCatalog.get(name).set(split=split, **spec.metadata())
         return loader
 
     return decorator

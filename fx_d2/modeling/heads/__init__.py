@@ -1,24 +1,26 @@
-"""fx_d2.modeling.heads: classification, localization and segmentation heads."""
+"""fx_d2.modeling.heads: the registered heads and decoders, and the task losses."""
 
 from .classification import (
+    LinearClsHead,
     StandardizedLinear,
-    build_cls_heads,
     cls_probabilities,
     exclusive_ce_loss,
     multilabel_bce_loss,
 )
-from .localization import LocalizationDecoder, LocalizationEncoder
+from .localization import LocalizationOutput
+from .rcnn import FPNLocalizationEncoder, RCNNLocalizationDecoder
 from .segmentation import build_seg_heads, masked_bce_loss, soft_dice_loss
 from .upernet import PyramidPoolingModule, UperNetDecoder
 
 __all__ = [
+    "LinearClsHead",
     "StandardizedLinear",
-    "build_cls_heads",
     "cls_probabilities",
     "exclusive_ce_loss",
     "multilabel_bce_loss",
-    "LocalizationDecoder",
-    "LocalizationEncoder",
+    "LocalizationOutput",
+    "FPNLocalizationEncoder",
+    "RCNNLocalizationDecoder",
     "build_seg_heads",
     "masked_bce_loss",
     "soft_dice_loss",

@@ -1,30 +1,55 @@
-"""Classification heads: one linear layer per dataset on the pooled backbone feature.
+"""Classification heads (one per dataset on the pooled backbone feature) and their losses.
 
-Foundation X uses a bare ``Linear(C4, n)`` per dataset on the final-norm, token-averaged feature of
+Heads are registered in ``CLS_HEAD_REGISTRY`` and chosen by ``MODEL.FX.CLS_HEAD.NAME``. Foundation
+X uses a bare ``Linear(C4, n)`` per dataset ("linear") on the final-norm, token-averaged feature of
 the last Swin stage (no MLP, no dropout). Multi-label sets train with BCE-with-logits; datasets
 whose classes are mutually exclusive (metadata ``cls_exclusive``) may use a softmax instead.
 
-Option (not in the reference): :class:`StandardizedLinear`, the same linear layer on the feature
-standardised per dimension by its running mean and variance. Pooled Swin features have large
-per-dimension offsets, and a head fitted by a few hundred optimizer steps on a drifting trunk
-(each lock phase) gets much closer to the best linear fit when its input is standardised.
+Option (not in the reference): :class:`StandardizedLinear` ("standardized"), the same linear layer
+on the feature standardised per dimension by its running mean and variance. Pooled Swin features
+have large per-dimension offsets, and a head fitted by a few hundred optimizer steps on a drifting
+trunk (each lock phase) gets much closer to the best linear fit when its input is standardised.
 """
 
-from typing import Mapping
+from typing import Dict
 
 import torch
 import torch.nn.functional as F
+from detectron2.config import configurable
 from torch import nn
 
+from ..registry import CLS_HEAD_REGISTRY
+
 __all__ = [
+    "LinearClsHead",
     "StandardizedLinear",
-    "build_cls_heads",
     "multilabel_bce_loss",
     "exclusive_ce_loss",
     "cls_probabilities",
 ]
 
 
+def _init_head(head: nn.Linear) -> None:
+    nn.init.trunc_normal_(head.weight, std=0.02)
+    nn.init.zeros_(head.bias)
+
+
+@CLS_HEAD_REGISTRY.register("linear")
+class LinearClsHead(nn.Linear):
+    """``Linear(in_features, num_classes)`` on the pooled feature (the reference's head);
+    weights truncated-normal (std 0.02), bias 0. Forward: (N, in_features) -> (N, num_classes)."""
+
+    @configurable
+    def __init__(self, in_features: int, num_classes: int):
+        super().__init__(in_features, num_classes)
+        _init_head(self)
+
+    @classmethod
+    def from_config(cls, cfg, in_features: int, num_classes: int) -> Dict[str, int]:
+        return {"in_features": in_features, "num_classes": num_classes}
+
+
+@CLS_HEAD_REGISTRY.register("standardized")
 class StandardizedLinear(nn.Linear):
     """``Linear`` applied to ``(x - running_mean) / sqrt(running_var + eps)`` per input dimension.
 
@@ -34,43 +59,24 @@ class StandardizedLinear(nn.Linear):
     and ``bias``, so weights of a plain head load into it.
     """
 
-    def __init__(self, in_features: int, out_features: int):
-        super().__init__(in_features, out_features)
+    @configurable
+    def __init__(self, in_features: int, num_classes: int):
+        super().__init__(in_features, num_classes)
         self.norm = nn.BatchNorm1d(in_features, affine=False)
+        _init_head(self)
+
+    @classmethod
+    def from_config(cls, cfg, in_features: int, num_classes: int) -> Dict[str, int]:
+        return {"in_features": in_features, "num_classes": num_classes}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, in_features) -> (N, out_features)."""
+        """(N, in_features) -> (N, num_classes)."""
         n = self.norm
         if self.training and x.shape[0] == 1:  # no batch statistics from one sample
             x = F.batch_norm(x, n.running_mean, n.running_var, training=False, eps=n.eps)
         else:
             x = n(x)
         return super().forward(x)
-
-
-HEAD_TYPES = ("linear", "standardized")
-
-
-def build_cls_heads(
-    in_features: int, num_classes: Mapping[str, int], head_type: str = "linear"
-) -> nn.ModuleDict:
-    """One ``nn.Linear(in_features, n)`` (or :class:`StandardizedLinear`) per dataset key.
-
-    Args:
-        in_features: channels of the pooled feature (``backbone.num_features[-1]``).
-        num_classes: dataset key -> number of classification labels.
-        head_type: "linear" (the reference) or "standardized".
-    """
-    if head_type not in HEAD_TYPES:
-        raise ValueError(f"MODEL.FX.CLS_HEAD must be one of {HEAD_TYPES}: {head_type!r}")
-    layer = StandardizedLinear if head_type == "standardized" else nn.Linear
-    heads = nn.ModuleDict()
-    for key, n in num_classes.items():
-        head = layer(in_features, n)
-        nn.init.trunc_normal_(head.weight, std=0.02)
-        nn.init.zeros_(head.bias)
-        heads[key] = head
-    return heads
 
 
 def multilabel_bce_loss(

@@ -5,16 +5,20 @@ Follows Foundation X's decoder so converted weights reproduce it: a PPM on the r
 to ``fpn_ch``, a pairwise top-down sum per level (level i = lateral_i + up(lateral_{i+1}); the
 reference does not accumulate), 3x3 smoothing, everything upsampled to stride 4 and fused by a
 3x3 conv + norm + ReLU. Bilinear resampling uses ``align_corners=True`` as the reference does.
-Parameter names are fixed by the checkpoint converter (see ``CONTRACTS``/README).
+Parameter names are fixed by the checkpoint converter (``tools/convert_checkpoint.py``).
+Registered as "upernet" in ``SEG_DECODER_REGISTRY``; options under ``MODEL.FX.UPERNET``.
 """
 
 import math
-from typing import List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from detectron2.config import configurable
 from detectron2.layers import get_norm
 from torch import nn
+
+from ..registry import SEG_DECODER_REGISTRY
 
 __all__ = ["UperNetDecoder", "PyramidPoolingModule", "build_seg_norm"]
 
@@ -26,7 +30,9 @@ def build_seg_norm(norm: str, channels: int) -> nn.Module:
         return nn.GroupNorm(math.gcd(32, channels), channels)
     layer = get_norm(norm, channels)
     if layer is None:
-        raise ValueError(f"MODEL.FX.SEG_NORM must name a norm layer (GN, BN, SyncBN), got {norm!r}")
+        raise ValueError(
+            f"MODEL.FX.UPERNET.NORM must name a norm layer (GN, BN, SyncBN), got {norm!r}"
+        )
     return layer
 
 
@@ -77,6 +83,7 @@ class PyramidPoolingModule(nn.Module):
         return self.bottleneck(torch.cat(pyramid, dim=1))
 
 
+@SEG_DECODER_REGISTRY.register("upernet")
 class UperNetDecoder(nn.Module):
     """UperNet over the four raw backbone stages (strides 4, 8, 16, 32).
 
@@ -89,11 +96,12 @@ class UperNetDecoder(nn.Module):
         norm: "GN" (default), "BN" or "SyncBN".
         dropout: Dropout2d after the PPM bottleneck.
 
-    Forward: list of 4 maps -> ``(fused, deepest)``: fused (N, channels, H/4, W/4); deepest
+    Forward: list of 4 maps -> ``(fused, [deepest])``: fused (N, channels, H/4, W/4); deepest
     (N, channels, H/32, W/32) is the PPM output after its lateral (the top pyramid level, which
-    is what the reference's consistency loss uses).
+    is what the reference's consistency loss uses next to the fused map).
     """
 
+    @configurable
     def __init__(
         self,
         in_channels: Sequence[int],
@@ -115,7 +123,20 @@ class UperNetDecoder(nn.Module):
         self.fusion = ConvNormReLU(4 * channels, channels, 3, norm)
         self.out_channels = channels
 
-    def forward(self, stages: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+    @classmethod
+    def from_config(cls, cfg, input_shape: Sequence[int]) -> Dict[str, Any]:
+        """``input_shape``: channels of the 4 backbone stages; options ``MODEL.FX.UPERNET.*``."""
+        upernet = cfg.MODEL.FX.UPERNET
+        return dict(
+            in_channels=list(input_shape),
+            channels=upernet.CHANNELS,
+            ppm_channels=upernet.PPM_CHANNELS,
+            bins=upernet.PPM_BINS,
+            norm=upernet.NORM,
+            dropout=upernet.PPM_DROPOUT,
+        )
+
+    def forward(self, stages: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         if len(stages) != 4:
             raise ValueError(f"UperNetDecoder expects 4 stage maps, got {len(stages)}")
         inputs = list(stages[:3]) + [self.ppm(stages[3])]
@@ -131,4 +152,4 @@ class UperNetDecoder(nn.Module):
         upsampled = [levels[0]] + [
             F.interpolate(x, size=size, mode="bilinear", align_corners=True) for x in levels[1:]
         ]
-        return self.fusion(torch.cat(upsampled, dim=1)), laterals[3]
+        return self.fusion(torch.cat(upsampled, dim=1)), [laterals[3]]

@@ -1,0 +1,57 @@
+"""Problems found while reading a dataset: counted, with the first examples, or raised in strict
+mode."""
+
+import logging
+from collections import OrderedDict
+from typing import Dict, List
+
+__all__ = ["DatasetProblemError", "ProblemLog"]
+
+logger = logging.getLogger(__name__)
+
+
+class DatasetProblemError(ValueError):
+    """Raised for bad input in strict mode, or when a dataset folder is missing."""
+
+
+class ProblemLog:
+    """Counts problems found while reading a dataset and keeps the first examples of each kind.
+
+    Kinds used by the sources: ``missing_image``, ``bad_image``, ``unknown_class``,
+    ``rle_overflow``, ``box_clipped``, ``box_degenerate``, ``path_outside_root``, ``bad_row``.
+    In strict mode the first problem raises :class:`DatasetProblemError`.
+    """
+
+    def __init__(self, name: str, strict: bool = False, max_examples: int = 5):
+        self.name = name
+        self.strict = strict
+        self.max_examples = max_examples
+        self.counts: Dict[str, int] = OrderedDict()
+        self.examples: Dict[str, List[str]] = OrderedDict()
+
+    def add(self, kind: str, where: str, message: str) -> None:
+        """Record one problem. ``where`` names the file (and line/row when known)."""
+        text = f"{where}: {message}"
+        if self.strict:
+            raise DatasetProblemError(f"[{self.name}] {kind}: {text}")
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        examples = self.examples.setdefault(kind, [])
+        if len(examples) < self.max_examples:
+            examples.append(text)
+
+    def total(self) -> int:
+        """Number of problems recorded."""
+        return sum(self.counts.values())
+
+    def summary(self) -> str:
+        """Counts per kind with their first examples, one per line."""
+        lines = [f"{self.name}: {self.total()} problem(s)"]
+        for kind, count in self.counts.items():
+            lines.append(f"  {kind}: {count}, e.g.")
+            lines.extend(f"    {e}" for e in self.examples[kind])
+        return "\n".join(lines)
+
+    def report(self) -> None:
+        """Log the summary as a warning when anything was found."""
+        if self.counts:
+            logger.warning(self.summary())
