@@ -12,6 +12,7 @@ setup(
     version="0.1.0",
     description="Foundation X chest X-ray foundation model as a Detectron2 plugin",
     packages=find_packages(include=["fx_d2", "fx_d2.*"]),
+    package_data={"fx_d2.testing": ["configs/*.yaml"]},
     python_requires=">=3.9",
     install_requires=[
         "torch>=2.1",

@@ -17,7 +17,7 @@ import torch
 from detectron2.modeling import build_model
 
 import fx_d2  # noqa: F401  registers FoundationX and the backbone
-from fx_d2.modeling.testing import synthetic_batch, synthetic_metadata, tiny_cfg
+from fx_d2.testing.model import synthetic_batch, synthetic_metadata, tiny_cfg
 
 KEY = "bench_all"
 TARGET_RATIO = 0.6

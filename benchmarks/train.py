@@ -28,7 +28,7 @@ from detectron2.engine import HookBase
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from fx_d2.engine.testing import SyntheticLockReleaseTrainer, register_synthetic  # noqa: E402
+from fx_d2.testing.trainer import SyntheticLockReleaseTrainer, register_synthetic  # noqa: E402
 
 SETTINGS = {
     # name: (config file, image size, global batch, extra opts)

@@ -1,6 +1,6 @@
 """Task branches of FoundationX (one per task), see :mod:`.base` for the contract."""
 
-from .base import TaskBranch, input_field
+from .base import TaskBranch, detach_output, input_field
 from .classification import CLS_POOLINGS, ClassificationBranch
 from .localization import LocalizationBranch, select_images
 from .segmentation import SegmentationBranch
@@ -11,6 +11,7 @@ TASK_BRANCHES = (ClassificationBranch, LocalizationBranch, SegmentationBranch)
 __all__ = [
     "TASK_BRANCHES",
     "TaskBranch",
+    "detach_output",
     "input_field",
     "CLS_POOLINGS",
     "ClassificationBranch",

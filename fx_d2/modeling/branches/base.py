@@ -6,12 +6,15 @@ FoundationX model under the branch's ``module_names`` (the state-dict prefixes `
 model it should run. The same branch therefore serves the student and its EMA teacher (a deep
 copy of the student, branches included).
 
-Building happens in two phases, so that adding a branch never changes the random initialisation
-of the others: ``build_shared`` (the registry-built decoders of every branch, in task order),
-then ``build_heads`` (the per-dataset heads each branch builds itself).
+Building happens in two phases: ``build_shared`` (the registry-built decoders of every branch, in
+task order), then ``build_heads`` (the per-dataset heads each branch builds itself). Heads are
+thus drawn from the random generator after every decoder, which is the order the model has
+always been initialised in (a seeded model keeps its initial weights across versions).
 """
 
+import dataclasses
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -20,7 +23,7 @@ from torch import nn
 
 from ...data.catalog import DatasetSpec
 
-__all__ = ["TaskBranch", "input_field"]
+__all__ = ["TaskBranch", "input_field", "detach_output"]
 
 
 def input_field(x: Dict[str, Any], name: str) -> Any:
@@ -31,6 +34,27 @@ def input_field(x: Dict[str, Any], name: str) -> Any:
             f"has no {name!r} (is the FX mapper used?)"
         )
     return x[name]
+
+
+def detach_output(x: Any) -> Any:
+    """``x`` with every tensor detached, inside mappings, lists, tuples and dataclasses.
+
+    A locked shared module runs under ``no_grad``, but a parameter it hands on unchanged (e.g. a
+    query embedding the decoders read) would still carry gradient; detaching its whole output
+    makes the lock exact.
+    """
+    if torch.is_tensor(x):
+        return x.detach()
+    if isinstance(x, Mapping):
+        return {k: detach_output(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)) and not hasattr(x, "_fields"):
+        return type(x)(detach_output(v) for v in x)
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        changes = {
+            f.name: detach_output(getattr(x, f.name)) for f in dataclasses.fields(x) if f.init
+        }
+        return dataclasses.replace(x, **changes)
+    return x
 
 
 class TaskBranch:

@@ -137,12 +137,12 @@ def _decoder_cfg(cfg: CfgNode, input_shape: Mapping[str, ShapeSpec], num_classes
             raise ValueError(
                 f"{key} = {list(value)} names levels the FoundationX localization encoder does "
                 f"not produce; it produces {available} (e.g. RPN {available}, ROI heads "
-                f"{available[:-1]}; see configs/tests/tiny.yaml and the README 'model' section)"
+                f"{available[:-1]}; see fx_d2/testing/configs/tiny.yaml and docs/model.md)"
             )
     if not cfg.MODEL.ROI_BOX_HEAD.NAME:
         raise ValueError(
             "MODEL.ROI_BOX_HEAD.NAME is empty; FoundationX's ROI box head needs one, e.g. "
-            "'FastRCNNConvFCHead' with MODEL.ROI_BOX_HEAD.NUM_FC 2 (see configs/tests/tiny.yaml)"
+            "'FastRCNNConvFCHead' with MODEL.ROI_BOX_HEAD.NUM_FC 2 (testing/configs/tiny.yaml)"
         )
     dcfg = cfg.clone()
     dcfg.defrost()

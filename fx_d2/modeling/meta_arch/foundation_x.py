@@ -20,7 +20,7 @@ from detectron2.structures import ImageList
 from torch import nn
 
 from ...data.catalog import TASKS, DatasetSpec
-from ..branches import TASK_BRANCHES, TaskBranch
+from ..branches import TASK_BRANCHES, TaskBranch, detach_output
 from ..lock import frozen
 from ..teacher import consistency_loss, unwrap_model
 from .dataset_specs import dataset_specs_from_cfg
@@ -191,6 +191,8 @@ class FoundationX(nn.Module):
         with locked:
             stages = self.backbone.forward_stages(images.tensor)
             shared = branch.shared_forward(self, stages, images)
+        if self._locked:
+            shared = detach_output(shared)
         losses, features = branch.losses(self, key, shared, images, batched_inputs)
         return self._with_consistency(losses, features, images, key, task)
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from fx_d2.engine.testing import SyntheticLockReleaseTrainer, register_synthetic, toy_cfg
+from fx_d2.testing.trainer import SyntheticLockReleaseTrainer, register_synthetic, toy_cfg
 
 
 def test_eval_per_cycle_and_eval_only(tmp_path):

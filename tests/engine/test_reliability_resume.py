@@ -9,9 +9,11 @@ import sys
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from fx_d2.testing import TOY_CONFIG
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUN = (
-    "import sys; from fx_d2.engine.testing import run_train_net; "
+    "import sys; from fx_d2.testing.trainer import run_train_net; "
     "run_train_net(sys.argv[1:], test_images=4)"
 )
 
@@ -19,7 +21,7 @@ RUN = (
 def _train(out_dir, *extra, env_extra=None):
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     env.update(env_extra or {})
-    cmd = [sys.executable, "-c", RUN, "--config-file", "configs/tests/trainer_toy.yaml", *extra,
+    cmd = [sys.executable, "-c", RUN, "--config-file", TOY_CONFIG, *extra,
            "OUTPUT_DIR", str(out_dir), "SOLVER.LOCK_RELEASE.CYCLES", "2",
            "SOLVER.CHECKPOINT_PERIOD", "3", "DATALOADER.NUM_WORKERS", "2"]  # fmt: skip
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)

@@ -3,8 +3,8 @@ not move during lock phases, the teacher follows at phase ends, checkpoints hold
 
 import torch
 
-from fx_d2.engine.testing import SyntheticLockReleaseTrainer, _PhaseRecorder, register_synthetic
-from fx_d2.modeling.testing import tiny_cfg
+from fx_d2.testing.model import tiny_cfg
+from fx_d2.testing.trainer import SyntheticLockReleaseTrainer, _PhaseRecorder, register_synthetic
 
 
 def test_tiny_foundation_x_lock_release_cycle(tmp_path):

@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from fx_d2.engine.testing import SyntheticLockReleaseTrainer, register_synthetic, toy_cfg
+from fx_d2.testing.trainer import SyntheticLockReleaseTrainer, register_synthetic, toy_cfg
 
 
 def test_nan_loss_stops_with_stage_and_keeps_last_checkpoint(tmp_path):

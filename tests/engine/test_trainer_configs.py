@@ -10,8 +10,11 @@ from detectron2.config import get_cfg
 from fx_d2.config import RENAMED_KEYS, add_fx_config, per_task
 from fx_d2.engine.schedule import TASKS, default_stages, parse_stages, phase_iterations
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIGS = sorted(
+    glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True)
+    + glob.glob(os.path.join(ROOT, "fx_d2", "testing", "configs", "*.yaml"))
+)
 REFERENCE_TASKS = {
     "chexpert": ("cls",), "nih_cxr14": ("cls",), "vindr_cxr": ("cls",), "shenzhen": ("cls",),
     "mimic_cxr": ("cls",), "tbx11k": ("cls", "loc"), "node21": ("cls", "loc"),

@@ -14,12 +14,12 @@ from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from fx_d2.modeling.testing import TINY_CONFIG, synthetic_metadata, tiny_cfg
+from fx_d2.testing.model import TINY_CONFIG, synthetic_metadata, tiny_cfg
 from fx_d2.utils.predictor import FXPredictor, teacher_state_dict
 
 FULL, CLS = "h6apred_full", "h6apred_cls"
 SMALL = ["INPUT.FX.SIZE", 64]  # square 64 px model inputs
-TOOL = os.path.join(os.path.dirname(__file__), "..", "tools", "predict.py")
+TOOL = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "predict.py")
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from fx_d2.engine.testing import (
+from fx_d2.testing.trainer import (
     SyntheticLockReleaseTrainer,
     _PhaseRecorder,
     register_synthetic,

@@ -7,7 +7,7 @@ import torch
 from detectron2.modeling import build_model
 from torch import nn
 
-from fx_d2.modeling.testing import synthetic_batch, synthetic_metadata, tiny_cfg
+from fx_d2.testing.model import synthetic_batch, synthetic_metadata, tiny_cfg
 
 KEY = "h5lock_all"
 LABELS = {"num_cls": 2, "num_things": 2, "num_seg": 2}

@@ -22,10 +22,10 @@ from detectron2.engine import HookBase
 from detectron2.structures import Boxes, BoxMode, Instances
 
 from fx_d2.data.catalog import dataset_name
+from fx_d2.engine.registry import TRAINER_REGISTRY
+from fx_d2.engine.trainer import LockReleaseTrainer
 
 from . import toy_model  # noqa: F401  registers FXToyModel
-from .registry import TRAINER_REGISTRY
-from .trainer import LockReleaseTrainer
 
 __all__ = [
     "TOY_CONFIG",
@@ -38,9 +38,8 @@ __all__ = [
     "ddp_check_main",
 ]
 
-TOY_CONFIG = os.path.normpath(
-    os.path.join(os.path.dirname(__file__), "..", "..", "configs", "tests", "trainer_toy.yaml")
-)
+# shipped as package data (fx_d2/testing/configs), so it works from a wheel install too
+TOY_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "trainer_toy.yaml")
 
 # file names the SyntheticMapper refuses (like an unreadable file on disk)
 UNREADABLE: set = set()
@@ -48,7 +47,7 @@ SIZE = 64
 
 
 def toy_cfg(opts: Sequence[Any] = (), config_file: str = TOY_CONFIG):
-    """``get_cfg()`` + ``add_fx_config`` + ``configs/tests/trainer_toy.yaml`` + ``opts``."""
+    """``get_cfg()`` + ``add_fx_config`` + the toy trainer config (``TOY_CONFIG``) + ``opts``."""
     from detectron2.config import get_cfg
 
     from fx_d2.config import add_fx_config
@@ -118,7 +117,7 @@ def register_synthetic(
 
 
 class SyntheticMapper:
-    """Dict of :func:`register_synthetic` -> model input (CONTRACTS "Mapper output")."""
+    """Dict of :func:`register_synthetic` -> model input (docs/datasets.md, "Mapper output")."""
 
     def __init__(self, is_train: bool, task: Optional[str] = None):
         self.is_train = is_train
@@ -194,14 +193,20 @@ class _KillHook(HookBase):
 
 
 def run_train_net(
-    argv: Sequence[str], synthetic: Sequence[str] = ("synth",), test_images: int = 0
+    argv: Sequence[str],
+    synthetic: Sequence[str] = ("synth",),
+    test_images: int = 0,
+    train_net: str = os.path.join("tools", "train_net.py"),
 ) -> None:
-    """Run ``tools/train_net.py`` with ``argv`` after registering synthetic datasets ``synthetic``
-    (each with all tasks, 16 train images and ``test_images`` test images)."""
+    """Run the checkout's ``tools/train_net.py`` (``train_net``, relative to the working
+    directory) with ``argv`` after registering synthetic datasets ``synthetic`` (each with all
+    tasks, 16 train images and ``test_images`` test images)."""
     for key in synthetic:
         register_synthetic(key, test=test_images)
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "train_net.py")
-    spec = importlib.util.spec_from_file_location("fx_train_net", os.path.normpath(path))
+    path = os.path.abspath(train_net)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found: run from the root of an fx_d2 checkout")
+    spec = importlib.util.spec_from_file_location("fx_train_net", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.invoke_main(list(argv))

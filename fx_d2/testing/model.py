@@ -1,6 +1,6 @@
-"""Helpers for FoundationX tests and benchmarks: tiny config, synthetic metadata and inputs.
+"""FoundationX test helpers: the tiny config, synthetic metadata and synthetic mapper inputs.
 
-Nothing here reads files; every tensor is generated from a seed.
+Nothing here reads data files; every tensor is generated from a seed.
 """
 
 import contextlib
@@ -16,21 +16,19 @@ from fx_d2.data.catalog import dataset_name
 
 __all__ = ["TINY_CONFIG", "tiny_cfg", "synthetic_metadata", "synthetic_batch"]
 
-# configs/tests/tiny.yaml of the source checkout (tests run from a checkout / editable install)
-TINY_CONFIG = os.path.normpath(
-    os.path.join(os.path.dirname(__file__), "..", "..", "configs", "tests", "tiny.yaml")
-)
+# shipped as package data (fx_d2/testing/configs), so it works from a wheel install too
+TINY_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "tiny.yaml")
 
 
 def tiny_cfg(
     datasets: Sequence[str], opts: Sequence[Any] = (), config_file: str = TINY_CONFIG
 ) -> CfgNode:
-    """``get_cfg()`` + ``add_fx_config`` + ``configs/tests/tiny.yaml`` with ``MODEL.FX.DATASETS``
-    set to ``datasets`` and ``opts`` (a merge_from_list list) applied."""
+    """``get_cfg()`` + ``add_fx_config`` + the tiny config (:data:`TINY_CONFIG`) with
+    ``MODEL.FX.DATASETS`` set to ``datasets`` and ``opts`` (a merge_from_list list) applied."""
     from fx_d2.config import add_fx_config
 
     if not os.path.isfile(config_file):
-        raise FileNotFoundError(f"tiny test config {config_file} not found (run from a checkout)")
+        raise FileNotFoundError(f"test config {config_file} not found")
     cfg = add_fx_config(get_cfg())
     cfg.merge_from_file(config_file)
     cfg.MODEL.FX.DATASETS = list(datasets)
@@ -82,7 +80,7 @@ def synthetic_batch(
     boxes_per_image: Sequence[int] = (),
     seed: int = 0,
 ) -> List[Dict[str, Any]]:
-    """Mapper-style inputs (CONTRACTS "Mapper output") of one (dataset, task).
+    """Mapper-style inputs (docs/datasets.md, "Mapper output") of one (dataset, task).
 
     Args:
         size: (H, W) of every image.

@@ -9,8 +9,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine.hooks import CallbackHook
 from detectron2.structures import BoxMode
 
-from fx_d2.engine.testing import toy_cfg
 from fx_d2.engine.trainer import LockReleaseTrainer
+from fx_d2.testing.trainer import toy_cfg
 
 
 def _register(root, key="skiptest", count=8):

@@ -7,7 +7,7 @@ import torch
 from detectron2.modeling import build_model
 from detectron2.structures import Instances
 
-from fx_d2.modeling.testing import synthetic_batch, synthetic_metadata, tiny_cfg
+from fx_d2.testing.model import synthetic_batch, synthetic_metadata, tiny_cfg
 from fx_d2.utils.visualize import draw_fx_predictions
 
 ALL, CLS3 = "h5fx_all", "h5fx_rsna"

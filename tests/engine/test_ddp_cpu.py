@@ -4,7 +4,7 @@ iteration, end with identical parameters and teachers, and locked modules do not
 import torch
 
 from fx_d2.engine.launch import launch
-from fx_d2.engine.testing import ddp_check_main
+from fx_d2.testing.trainer import ddp_check_main
 
 
 def test_two_process_gloo_training(tmp_path):
