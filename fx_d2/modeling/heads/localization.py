@@ -14,8 +14,8 @@ A localization decoder class ``D`` provides:
   ``encoded`` (not a mapping / list of batch-first tensors) needs a ``select(idx)`` method for
   inference on part of a batch.
 * ``D(cfg, input_shape=encoder.output_shape(), spec=DatasetSpec)``: one dataset's decoder
-  (``@configurable``, sized by ``spec.thing_classes``), FoundationX's ``loc_decoders[key]``. Its forward is
-  ``decoder(images, encoded, gt_instances=None) -> LocalizationOutput``: in training
+  (``@configurable``, sized by ``spec.thing_classes``), FoundationX's ``loc_decoders[key]``.
+  Its forward is ``decoder(images, encoded, gt_instances=None) -> LocalizationOutput``: in training
   ``gt_instances`` (one ``Instances`` with ``gt_boxes`` / ``gt_classes`` per image, possibly
   empty) gives ``losses``; in eval mode ``instances`` holds ``pred_boxes`` / ``scores`` /
   ``pred_classes`` in the padded input's pixel frame.
