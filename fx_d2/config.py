@@ -4,11 +4,12 @@ Keys fx_d2 renamed are listed in :data:`RENAMED_KEYS`; a config file or an opts 
 uses one fails when it is merged, with an error naming the new key.
 """
 
+import importlib
 from typing import Any, Dict, Iterable, List
 
 from detectron2.config import CfgNode as CN
 
-__all__ = ["add_fx_config", "per_task", "FXCfgNode", "RENAMED_KEYS"]
+__all__ = ["add_fx_config", "import_config_modules", "per_task", "FXCfgNode", "RENAMED_KEYS"]
 
 # old key -> new key
 RENAMED_KEYS: Dict[str, str] = {
@@ -79,6 +80,19 @@ def per_task(node: CN) -> Dict[str, CN]:
     return {"cls": node.CLS, "loc": node.LOC, "seg": node.SEG}
 
 
+def import_config_modules(cfg: CN) -> None:
+    """Import every module of ``MODEL.FX.IMPORTS`` (each registers its parts on import).
+
+    Raises:
+        ImportError: naming the key and the module that failed.
+    """
+    for name in cfg.MODEL.FX.IMPORTS:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise ImportError(f"MODEL.FX.IMPORTS: cannot import {name!r} ({e})") from e
+
+
 def add_fx_config(cfg: CN) -> CN:
     """Add every fx_d2 key to a Detectron2 config (in place) and return it.
 
@@ -129,6 +143,9 @@ def _add_model_config(cfg: CN) -> None:
     # ---- FoundationX meta-architecture (fx_d2/modeling) ----
     cfg.MODEL.FX = CN()
     # BEGIN MODEL KEYS
+    # Python modules imported before the model is built (e.g. ["my_lab.fx_parts"]): a user's own
+    # heads / decoders / dataset sources registered with fx_d2's registries, selected by name.
+    cfg.MODEL.FX.IMPORTS = []
     # Dataset keys to build heads for (e.g. ["chexpert", "siim_acr"]); heads are sized from the
     # MetadataCatalog entry fx_<key>_train (else any fx_<key>_<split>). Adding one = adding a key.
     cfg.MODEL.FX.DATASETS = []

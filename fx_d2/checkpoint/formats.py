@@ -8,16 +8,20 @@ Each mapper takes the loaded checkpoint object and returns :class:`MappedWeights
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 
+from ..utils.registry import Registry
 from .swin_keys import is_trunk_key, normalize_trunk_layout
 
-__all__ = ["FORMATS", "MappedWeights", "detect_format", "map_weights"]
+__all__ = ["FORMATS", "WEIGHT_FORMAT_REGISTRY", "MappedWeights", "detect_format", "map_weights"]
 
 StateDict = Dict[str, torch.Tensor]
-FORMATS = ("swin", "ark", "foundation_x", "timm")
+WEIGHT_FORMAT_REGISTRY = Registry("FX_WEIGHT_FORMAT")
+WEIGHT_FORMAT_REGISTRY.__doc__ = """
+Source checkpoint formats: ``mapper(obj, source, use_student=False) -> MappedWeights``.
+"""
 
 # Foundation X code indices of its heads (method.md §1.3, §1.5).
 FX_CLS_HEADS = (
@@ -100,21 +104,24 @@ def _split_trunk(sd: StateDict, mapped: MappedWeights, head_reason: str) -> None
         mapped.notes.append("PatchMerging moved from the start of stage i+1 to the end of stage i")
 
 
-def _map_swin(obj: Any, source: str) -> MappedWeights:
+@WEIGHT_FORMAT_REGISTRY.register("swin")
+def _map_swin(obj: Any, source: str, use_student: bool = False) -> MappedWeights:
     sd = _state_dict(obj, ["model", "state_dict"], source)
     mapped = MappedWeights("swin", {})
     _split_trunk(_strip(sd, "module."), mapped, "classifier head (head.*)")
     return mapped
 
 
-def _map_timm(obj: Any, source: str) -> MappedWeights:
+@WEIGHT_FORMAT_REGISTRY.register("timm")
+def _map_timm(obj: Any, source: str, use_student: bool = False) -> MappedWeights:
     sd = _state_dict(obj, ["state_dict", "model"], source)
     mapped = MappedWeights("timm", {})
     _split_trunk(_strip(sd, "module."), mapped, "classifier head (head.fc.*)")
     return mapped
 
 
-def _map_ark(obj: Any, source: str) -> MappedWeights:
+@WEIGHT_FORMAT_REGISTRY.register("ark")
+def _map_ark(obj: Any, source: str, use_student: bool = False) -> MappedWeights:
     sd = _strip(_state_dict(obj, ["teacher", "state_dict", "model"], source), "module.")
     mapped = MappedWeights("ark", {})
     heads = {k for k in sd if re.match(r"^(omni_heads|projector)\.", k)}
@@ -146,6 +153,7 @@ def _fx_rename(key: str) -> Optional[str]:
     return None
 
 
+@WEIGHT_FORMAT_REGISTRY.register("foundation_x")
 def _map_foundation_x(obj: Any, source: str, use_student: bool = False) -> MappedWeights:
     keys = ["model", "teacher_model"] if use_student else ["teacher_model", "model"]
     sd = _strip(_state_dict(obj, keys, source), "module.")
@@ -187,18 +195,13 @@ def _map_foundation_x(obj: Any, source: str, use_student: bool = False) -> Mappe
     return mapped
 
 
-_MAPPERS: Dict[str, Callable[..., MappedWeights]] = {
-    "swin": _map_swin,
-    "ark": _map_ark,
-    "foundation_x": _map_foundation_x,
-    "timm": _map_timm,
-}
+# the formats tools/convert_checkpoint.py offers, in registration order
+FORMATS = tuple(WEIGHT_FORMAT_REGISTRY.names())
 
 
 def map_weights(obj: Any, fmt: str, source: str, use_student: bool = False) -> MappedWeights:
-    """Apply the mapper of ``fmt`` (one of :data:`FORMATS`) to a loaded checkpoint."""
-    if fmt not in _MAPPERS:
+    """Apply the mapper of ``fmt`` (one of :data:`FORMATS`) to a loaded checkpoint;
+    ``use_student`` matters for formats holding a student and a teacher (Foundation X)."""
+    if fmt not in WEIGHT_FORMAT_REGISTRY:
         raise ValueError(f"unknown format {fmt!r}; choose from {FORMATS}")
-    if fmt == "foundation_x":
-        return _map_foundation_x(obj, source, use_student)
-    return _MAPPERS[fmt](obj, source)
+    return WEIGHT_FORMAT_REGISTRY.get(fmt)(obj, source, use_student=use_student)

@@ -15,6 +15,8 @@ from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
+from fx_d2.config import import_config_modules
+
 __all__ = ["fx_default_setup", "environment_info"]
 
 
@@ -38,6 +40,7 @@ def fx_default_setup(cfg, args) -> logging.Logger:
     """Create ``OUTPUT_DIR``, set up the fvcore/detectron2/fx_d2 loggers, log the environment,
     arguments and config, save ``OUTPUT_DIR/config.yaml``, seed every rank with ``SEED + rank``
     (random when SEED < 0) and set cudnn benchmark (training only). Returns the fx_d2 logger."""
+    import_config_modules(cfg)  # before anything looks up a registered part or dataset
     output_dir = cfg.OUTPUT_DIR
     rank = comm.get_rank()
     if comm.is_main_process() and output_dir:

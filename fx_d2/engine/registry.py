@@ -1,6 +1,6 @@
 """Registry of trainers; ``SOLVER.FX.TRAINER`` names the one tools/train_net.py builds."""
 
-from fvcore.common.registry import Registry
+from fx_d2.utils.registry import Registry
 
 __all__ = ["TRAINER_REGISTRY", "build_trainer"]
 

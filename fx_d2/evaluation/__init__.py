@@ -1,9 +1,10 @@
 """Evaluators (cls AUC, loc COCO AP from IoU 0.40, seg Dice) and result writers."""
 
-from .build import TASK_EVALUATORS, build_fx_evaluators
+from .build import build_fx_evaluators
 from .classification import FXClassificationEvaluator, per_class_auc
 from .coco import FXCOCOEvaluator, build_coco_gt, summarize_ap
 from .dice import FXDiceEvaluator, dice_from_counts
+from .registry import TASK_EVALUATOR_REGISTRY
 from .results import (
     append_results_csv,
     eval_csv_path,
@@ -18,7 +19,7 @@ from .results import (
 )
 
 __all__ = [
-    "TASK_EVALUATORS",
+    "TASK_EVALUATOR_REGISTRY",
     "build_fx_evaluators",
     "FXClassificationEvaluator",
     "FXCOCOEvaluator",

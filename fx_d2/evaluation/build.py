@@ -1,20 +1,12 @@
 """Evaluators of a test set, chosen from its metadata ``tasks``."""
 
-from typing import Dict, Optional, Sequence, Type
+from typing import Optional, Sequence
 
 from detectron2.data import MetadataCatalog
-from detectron2.evaluation import DatasetEvaluator, DatasetEvaluators
+from detectron2.evaluation import DatasetEvaluators
 
-from .classification import FXClassificationEvaluator
-from .coco import FXCOCOEvaluator
-from .dice import FXDiceEvaluator
-
-# task -> evaluator class; each returns results under the task's own key ("cls", "loc", "seg").
-TASK_EVALUATORS: Dict[str, Type[DatasetEvaluator]] = {
-    "cls": FXClassificationEvaluator,
-    "loc": FXCOCOEvaluator,
-    "seg": FXDiceEvaluator,
-}
+from . import classification, coco, dice  # noqa: F401  register the task evaluators
+from .registry import TASK_EVALUATOR_REGISTRY
 
 
 def build_fx_evaluators(
@@ -32,11 +24,15 @@ def build_fx_evaluators(
         tasks = MetadataCatalog.get(dataset_name).get("tasks", [])
     if not tasks:
         raise ValueError(f"{dataset_name}: no tasks to evaluate (metadata 'tasks' is empty)")
-    unknown = [t for t in tasks if t not in TASK_EVALUATORS]
+    unknown = [t for t in tasks if t not in TASK_EVALUATOR_REGISTRY]
     if unknown:
         raise ValueError(
-            f"{dataset_name}: no evaluator for task(s) {unknown}; known {list(TASK_EVALUATORS)}"
+            f"{dataset_name}: no evaluator for task(s) {unknown}; known "
+            f"{TASK_EVALUATOR_REGISTRY.names()}"
         )
     return DatasetEvaluators(
-        [TASK_EVALUATORS[task](cfg, dataset_name, output_dir=output_dir) for task in tasks]
+        [
+            TASK_EVALUATOR_REGISTRY.get(task)(cfg, dataset_name, output_dir=output_dir)
+            for task in tasks
+        ]
     )

@@ -21,6 +21,7 @@ from detectron2.utils import comm
 from sklearn.metrics import roc_auc_score
 
 from .dataset_lookup import dicts_by_image_id, gather_on_main
+from .registry import TASK_EVALUATOR_REGISTRY
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ def _nanmean(values: Sequence[float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
+@TASK_EVALUATOR_REGISTRY.register("cls")
 class FXClassificationEvaluator(DatasetEvaluator):
     """AUC per class and mean for one dataset; returns ``{"cls": {...}}``.
 

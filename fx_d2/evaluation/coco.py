@@ -26,6 +26,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from .dataset_lookup import dicts_by_image_id, gather_on_main
+from .registry import TASK_EVALUATOR_REGISTRY
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +174,7 @@ def summarize_ap(
     return results
 
 
+@TASK_EVALUATOR_REGISTRY.register("loc")
 class FXCOCOEvaluator(DatasetEvaluator):
     """COCO box AP for one dataset; returns ``{"loc": {...}}`` (keys: see :func:`summarize_ap`,
     plus ``num_images``).

@@ -26,6 +26,7 @@ from detectron2.utils import comm
 from fx_d2.data.masks import sem_seg_from_annotations
 
 from .dataset_lookup import dicts_by_image_id, gather_on_main
+from .registry import TASK_EVALUATOR_REGISTRY
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ def _nanmean(values: np.ndarray) -> float:
     return float(finite.mean()) if finite.size else float("nan")
 
 
+@TASK_EVALUATOR_REGISTRY.register("seg")
 class FXDiceEvaluator(DatasetEvaluator):
     """Dice per class for one dataset; returns ``{"seg": {"Dice", "DiceGlobal", "Dice-<class>",
     "DiceGlobal-<class>", "num_images"}}``.

@@ -214,3 +214,26 @@ def test_unknown_part_names_list_the_registered_ones():
     with synthetic_metadata(KEY + "_bad", ("loc",), thing_classes=["x"]):
         with pytest.raises(KeyError, match="'nope'.*FX_LOC_DECODER.*rcnn"):
             build_model(tiny_cfg([KEY + "_bad"], ["MODEL.FX.LOC_DECODER.NAME", "nope"]))
+
+
+PLUGIN = """
+from fx_d2.modeling import CLS_HEAD_REGISTRY
+from fx_d2.modeling.heads import LinearClsHead
+
+
+@CLS_HEAD_REGISTRY.register("plugin_linear_x2")
+class DoubledHead(LinearClsHead):
+    def forward(self, x):
+        return 2 * super().forward(x)
+"""
+
+
+def test_config_imports_a_users_module_that_registers_a_part(tmp_path, monkeypatch):
+    (tmp_path / "fx_user_plugin.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    opts = ["MODEL.FX.IMPORTS", ["fx_user_plugin"], "MODEL.FX.CLS_HEAD.NAME", "plugin_linear_x2"]
+    with synthetic_metadata(KEY + "_plugin", ("cls",), cls_classes=["a"]):
+        model = build_model(tiny_cfg([KEY + "_plugin"], opts))
+        assert type(model.cls_heads[KEY + "_plugin"]).__name__ == "DoubledHead"
+        with pytest.raises(ImportError, match="MODEL.FX.IMPORTS.*no_such_module"):
+            build_model(tiny_cfg([KEY + "_plugin"], ["MODEL.FX.IMPORTS", ["no_such_module"]]))

@@ -19,6 +19,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.structures import ImageList
 from torch import nn
 
+from ...config import import_config_modules
 from ...data.catalog import TASKS, DatasetSpec
 from ..branches import TASK_BRANCHES, TaskBranch, detach_output
 from ..lock import frozen
@@ -79,6 +80,7 @@ class FoundationX(nn.Module):
 
     @classmethod
     def from_config(cls, cfg) -> Dict[str, Any]:
+        import_config_modules(cfg)  # the user's own registered parts, if any
         specs = dataset_specs_from_cfg(cfg)
         if not specs:
             raise ValueError("MODEL.FX.DATASETS is empty: list the dataset keys to build heads for")
