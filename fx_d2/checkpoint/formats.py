@@ -23,7 +23,7 @@ WEIGHT_FORMAT_REGISTRY.__doc__ = """
 Source checkpoint formats: ``mapper(obj, source, use_student=False) -> MappedWeights``.
 """
 
-# Foundation X code indices of its heads (method.md §1.3, §1.5).
+# Foundation X code indices of its heads (docs/method.md §1.3, §1.5).
 FX_CLS_HEADS = (
     "tbx11k node21 candid_ptx rsna_pneumonia chestx_det siim_acr "
     "chexpert nih_cxr14 vindr_cxr shenzhen mimic_cxr"

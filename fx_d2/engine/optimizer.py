@@ -5,8 +5,8 @@ Groups (learning rate relative to ``SOLVER.BASE_LR``): the Swin trunk ``backbone
 (``SOLVER.FX.CLS_HEAD_LR_FACTOR``) and everything else (loc encoder/decoders, UperNet, seg heads,
 1.0). With ``SOLVER.FX.NO_DECAY_NORM_BIAS`` norms, biases and Swin's position tables get no weight
 decay. Every parameter is in exactly one group, whatever its ``requires_grad`` (locking never
-toggles it, and the reference's never-optimised parameters are a bug, method.md §2.3): build the
-optimizer before anything is locked.
+toggles it, and the reference's never-optimised parameters are a bug, docs/method.md §2.3):
+build the optimizer before anything is locked.
 """
 
 import logging

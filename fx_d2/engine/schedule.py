@@ -4,8 +4,8 @@ A cycle is an ordered list of stages ``(dataset key, task)``. Each stage runs a 
 modules shared across datasets for that task are frozen, only the stage's own head/decoder learns)
 then a *release* phase (everything on the task's path learns). Phase lengths are explicit iteration
 budgets, given per task either in iterations or as a fraction of an epoch of that stage's data
-(reference: cls 0 + 1 epoch, loc and seg 0.5 + 1 epoch; method.md §2-§3). Zero-length phases are
-skipped and the cycle repeats until the end of training.
+(reference: cls 0 + 1 epoch, loc and seg 0.5 + 1 epoch; docs/method.md §2-§3). Zero-length
+phases are skipped and the cycle repeats until the end of training.
 
 Optionally a *closing lock pass* follows the last of ``cycles`` cycles: every stage once more, in
 the same order, with a lock phase only (``final_lock_iters``). A head trained early in a cycle has
@@ -36,7 +36,8 @@ __all__ = [
     "epoch_iterations",
 ]
 
-# The reference's 20-stage cycle (method.md §3, main.py TaskHead 0..19), as (dataset key, task).
+# The reference's 20-stage cycle (docs/method.md §3; its main.py TaskHead 0..19), as
+# (dataset key, task).
 REFERENCE_STAGES: Tuple[Tuple[str, str], ...] = (
     ("chexpert", "cls"),
     ("nih_cxr14", "cls"),

@@ -61,7 +61,7 @@ Stage = Tuple[str, str]
 
 @TRAINER_REGISTRY.register()
 class LockReleaseTrainer(ResumableStateMixin, TrainerBase):
-    """Lock-Release trainer (design.md § Lock-Release contract).
+    """Lock-Release trainer (docs/lock_release.md).
 
     Attributes:
         model: the student (DDP-wrapped when distributed); ``student`` is the unwrapped module.
