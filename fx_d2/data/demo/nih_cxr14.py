@@ -25,7 +25,8 @@ from typing import Any, Dict, List
 import cv2
 import numpy as np
 
-from ..sources.nih_cxr14 import BOX_CLASSES, CLASSES, split_of_train_val
+from ..sources.nih_cxr14 import BOX_CLASSES, CLASSES
+from ..splits import VAL_TRAIN, hash_split
 from .phantom import make_phantom, to_uint8
 from .registry import register_demo_writer
 
@@ -73,7 +74,7 @@ def write_nih_cxr14(out_dir: str, rng: np.random.Generator) -> Dict[str, Any]:
     while any(len(manifest[s]) < n for s, n in TARGET.items()):
         patient += int(rng.integers(1, 30))
         pid = f"{patient:08d}"
-        split = "test" if rng.random() < 0.3 else split_of_train_val(pid)
+        split = "test" if rng.random() < 0.3 else hash_split(KEY, pid, VAL_TRAIN)
         room = TARGET[split] - len(manifest[split])
         if room <= 0:
             continue

@@ -38,8 +38,9 @@ from typing import Any, Dict, List, Optional, Tuple
 from detectron2.structures import BoxMode
 
 from ..rle import is_empty_rle
+from ..splits import TRAIN_VAL_TEST, hash_split
 from .base import ProblemLog, register_source, resolve_inside
-from .common import dicom_header, hash_fraction, read_stripped_csv
+from .common import dicom_header, read_stripped_csv
 from .siim_acr import RLEOverflowError, siim_rle_to_coco
 
 logger = logging.getLogger(__name__)
@@ -50,17 +51,6 @@ EXTRA_CLASSES = ("Chest tube", "Rib fracture")
 REPORTS_CSV = "Pneumothorax_reports.csv"
 EXTRA_CSVS = (("chest_tube.csv",), ("acute_rib_fracture.csv", "Rib_fracture_mask_rle.csv"))
 IMAGE_FOLDERS = ("dataset", os.path.join("dataset1", "dataset"))
-SPLIT_FRACTIONS = (("train", 0.7), ("val", 0.1), ("test", 0.2))
-
-
-def split_of(patient: str) -> str:
-    """Split of a patient key under the 70/10/20 md5 rule."""
-    u, acc = hash_fraction(KEY, patient), 0.0
-    for split, fraction in SPLIT_FRACTIONS:
-        acc += fraction
-        if u < acc:
-            return split
-    return SPLIT_FRACTIONS[-1][0]
 
 
 def patient_of(filename: str, sop: str) -> Tuple[str, bool]:
@@ -143,7 +133,7 @@ def load_candid_ptx(root: str, split: str, problems: ProblemLog) -> List[Dict[st
     dicts = []
     for sop, entry in reports.items():
         patient, known = patient_of(entry["filename"], sop)
-        if split_of(patient) != split:
+        if hash_split(KEY, patient, TRAIN_VAL_TEST) != split:
             continue
         where = f"{csv_path}:{entry['line']}"
         path = resolve_inside(image_dir, sop, problems, where)

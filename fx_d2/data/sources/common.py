@@ -1,17 +1,10 @@
 """Small parsing helpers shared by several dataset sources (CSV, hashing splits, DICOM headers)."""
 
 import csv
-import hashlib
 import os
 from typing import Callable, Optional, Sequence, Tuple
 
 from .base import ProblemLog
-
-
-def hash_fraction(key: str, group: str) -> float:
-    """Stable pseudo-random number in [0, 1) from ``md5("<key>/<group>")``."""
-    digest = hashlib.md5(f"{key}/{group}".encode("utf-8")).hexdigest()
-    return int(digest[:8], 16) / float(1 << 32)
 
 
 def read_stripped_csv(path: str, required: Sequence[str], problems: ProblemLog):

@@ -33,8 +33,8 @@ from detectron2.structures import BoxMode
 from ..io import ImageReadError, read_image_size, read_mask
 from ..masks import mask_to_box
 from ..rle import mask_to_coco_rle
+from ..splits import TRAIN_VAL_TEST, hash_split
 from .base import ProblemLog, register_source
-from .common import hash_fraction
 
 logger = logging.getLogger(__name__)
 
@@ -42,17 +42,6 @@ KEY = "montgomery"
 CLASSES = ("Lungs", "Left Lung", "Right Lung")
 SEG_CLASSES = ("Lungs",)
 MASK_FOLDERS = (("Left Lung", "leftMask"), ("Right Lung", "rightMask"))
-SPLIT_FRACTIONS = (("train", 0.7), ("val", 0.1), ("test", 0.2))
-
-
-def split_of(patient: str) -> str:
-    """Split of a patient under the 70/10/20 md5 rule."""
-    u, acc = hash_fraction(KEY, patient), 0.0
-    for split, fraction in SPLIT_FRACTIONS:
-        acc += fraction
-        if u < acc:
-            return split
-    return SPLIT_FRACTIONS[-1][0]
 
 
 def find_set_dir(root: str) -> str:
@@ -82,7 +71,7 @@ def load_montgomery(root: str, split: str, problems: ProblemLog) -> List[Dict[st
             continue
         parts = stem.split("_")
         patient = "_".join(parts[:2])
-        if split_of(patient) != split:
+        if hash_split(KEY, patient, TRAIN_VAL_TEST) != split:
             continue
         path = os.path.join(image_dir, name)
         if len(parts) != 3 or parts[2] not in ("0", "1"):

@@ -34,8 +34,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from detectron2.structures import BoxMode
 
+from ..splits import VAL_TRAIN, hash_split
 from .base import ProblemLog, clip_box, register_source
-from .common import hash_fraction, join_inside, open_text, png_size
+from .common import join_inside, open_text, png_size
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +51,6 @@ BOX_ALIASES = {"Infiltrate": "Infiltration"}
 DATA_ENTRY_NAMES = ("Data_Entry_2017_v2020.csv", "Data_Entry_2017.csv")
 BBOX_CSV = "BBox_List_2017.csv"
 LISTS = {"train_val": "train_val_list.txt", "test": "test_list.txt"}
-VAL_FRACTION = 0.1
-
-
-def split_of_train_val(patient: str) -> str:
-    """``train`` or ``val`` for a train_val patient (8-digit id) under the 90/10 md5 rule."""
-    return "val" if hash_fraction(KEY, patient) < VAL_FRACTION else "train"
 
 
 def _index_pngs(root: str) -> Dict[str, str]:
@@ -172,7 +167,7 @@ def load_nih_cxr14(root: str, split: str, problems: ProblemLog) -> List[Dict[str
         entry_names.add(image)
         if image not in listed:
             continue
-        if split != "test" and split_of_train_val(patient) != split:
+        if split != "test" and hash_split(KEY, patient, VAL_TRAIN) != split:
             continue
         where = f"{entry_path}:{line}"
         if os.path.basename(image) != image:  # a path, not a file name: must stay inside

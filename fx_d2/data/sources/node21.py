@@ -25,11 +25,11 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from detectron2.structures import BoxMode
 
+from ..splits import TRAIN_VAL_TEST, hash_split
 from .base import ProblemLog, clip_box, register_source
 from .common import (
     existing_image_size,
     find_release_folder,
-    hash_fraction,
     join_inside,
     read_stripped_csv,
 )
@@ -37,7 +37,6 @@ from .common import (
 logger = logging.getLogger(__name__)
 
 KEY = "node21"
-FRACTIONS = (("train", 0.7), ("val", 0.8), ("test", 1.0))  # cumulative
 BASE_FOLDERS = (
     os.path.join("cxr_images", "proccessed_data"),
     os.path.join("cxr_images", "processed_data"),
@@ -45,12 +44,6 @@ BASE_FOLDERS = (
     "processed_data",
     "",
 )
-
-
-def split_of(image_stem: str) -> str:
-    """Split of an image (name without extension) under the 70/10/20 md5 rule."""
-    u = hash_fraction(KEY, image_stem)
-    return next(split for split, upper in FRACTIONS if u < upper)
 
 
 def find_release(root: str) -> str:
@@ -112,7 +105,7 @@ def load_node21(root: str, split: str, problems: ProblemLog) -> List[Dict[str, A
     dicts = []
     for name, entries in rows.items():
         stem = os.path.splitext(os.path.basename(name))[0]
-        if split_of(stem) != split:
+        if hash_split(KEY, stem, TRAIN_VAL_TEST) != split:
             continue
         where = entries[0][0]
         file_name = name if os.path.splitext(name)[1] else f"{name}.mha"

@@ -34,8 +34,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from detectron2.structures import BoxMode
 
+from ..splits import TRAIN_VAL_TEST, hash_split
 from .base import ProblemLog, clip_box, register_source
-from .common import existing_image_size, hash_fraction, join_inside, read_stripped_csv
+from .common import existing_image_size, join_inside, read_stripped_csv
 
 logger = logging.getLogger(__name__)
 
@@ -43,15 +44,8 @@ KEY = "rsna_pneumonia"
 CLASSES = ("Normal", "No Lung Opacity / Not Normal", "Lung Opacity")
 REFERENCE_CLASSES = ("Normal", "No Lung Opacity/Not Normal", "Lung Opacity")
 OPACITY = CLASSES.index("Lung Opacity")
-FRACTIONS = (("train", 0.7), ("val", 0.8), ("test", 1.0))  # cumulative
 STAGES = ("stage_2_", "stage_1_")
 MAPPING_CSV = "pneumonia_dataset_mapping.csv"
-
-
-def split_of(group: str) -> str:
-    """Split of a hash group (NIH patient id or patientId) under the 70/10/20 md5 rule."""
-    u = hash_fraction(KEY, group)
-    return next(split for split, upper in FRACTIONS if u < upper)
 
 
 def _find_stage(root: str) -> str:
@@ -148,7 +142,7 @@ def load_rsna_pneumonia(root: str, split: str, problems: ProblemLog) -> List[Dic
     dicts = []
     for pid, (where, target, boxes) in images.items():
         patient = mapping.get(pid)
-        if split_of(patient or pid) != split:
+        if hash_split(KEY, patient or pid, TRAIN_VAL_TEST) != split:
             continue
         path = join_inside(root, f"{stage}train_images/{pid}.dcm", problems, where)
         if path is None:

@@ -23,26 +23,16 @@ import os
 import re
 from typing import Any, Dict, List
 
+from ..splits import TRAIN_VAL_TEST, hash_split
 from .base import ProblemLog, register_source
-from .common import hash_fraction, png_size
+from .common import png_size
 
 logger = logging.getLogger(__name__)
 
 KEY = "shenzhen"
 CLASSES = ("Tuberculosis",)
 IMAGE_FOLDERS = (os.path.join("ChinaSet_AllFiles", "CXR_png"), "CXR_png")
-SPLIT_FRACTIONS = (("train", 0.7), ("val", 0.1), ("test", 0.2))
 _NAME = re.compile(r"^(CHNCXR_\d+)_(\d+)\.png$", re.IGNORECASE)
-
-
-def split_of(patient: str) -> str:
-    """Split of a patient id (``CHNCXR_0001``) under the 70/10/20 md5 rule."""
-    u, acc = hash_fraction(KEY, patient), 0.0
-    for split, fraction in SPLIT_FRACTIONS:
-        acc += fraction
-        if u < acc:
-            return split
-    return SPLIT_FRACTIONS[-1][0]
 
 
 @register_source(
@@ -74,7 +64,7 @@ def load_shenzhen(root: str, split: str, problems: ProblemLog) -> List[Dict[str,
                 "unknown_class", where, f"label suffix {label!r}; known: 0 (normal), 1 (TB)"
             )
             continue
-        if split_of(patient) != split:
+        if hash_split(KEY, patient, TRAIN_VAL_TEST) != split:
             continue
         path = where
         if not os.path.exists(path):

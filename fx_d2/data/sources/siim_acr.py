@@ -35,8 +35,9 @@ import pycocotools.mask as mask_util
 from detectron2.structures import BoxMode
 
 from ..rle import is_empty_rle
+from ..splits import VAL_TRAIN, hash_split
 from .base import ProblemLog, register_source
-from .common import dicom_header, hash_fraction, read_stripped_csv
+from .common import dicom_header, read_stripped_csv
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,6 @@ KEY = "siim_acr"
 CLASSES = ("Pneumothorax",)
 CSV_NAMES = ("train-rle.csv", "stage_2_train.csv")
 IMAGE_FOLDERS = {"dicom-images-train": "train", "dicom-images-test": "test"}
-VAL_FRACTION = 0.1
 
 
 class RLEOverflowError(ValueError):
@@ -210,10 +210,8 @@ def load_siim_acr(root: str, split: str, problems: ProblemLog) -> List[Dict[str,
         except ValueError as e:
             problems.add("bad_image", path, str(e))
             continue
-        if folder_split == "train":
-            in_val = hash_fraction(KEY, patient or sop) < VAL_FRACTION
-            if in_val != (split == "val"):
-                continue
+        if folder_split == "train" and hash_split(KEY, patient or sop, VAL_TRAIN) != split:
+            continue
         annotations, ok, positive = [], True, False
         for line, rle in entries:
             if is_empty_rle(rle):
