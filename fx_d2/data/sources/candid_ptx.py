@@ -11,7 +11,7 @@ Layout under ``<root>/candid_ptx/`` (datasets.md §8)::
     Rib_fracture_mask_rle.csv          this variant, rows deduplicated)
 
 RLE: SIIM-style relative (gap, length) pairs, column-major, on the DICOM grid
-(:func:`fx_d2.data.sources.siim_acr.siim_rle_to_coco`; the grid is taken from Rows/Columns, so the
+(:func:`fx_d2.data.rle.siim_rle_to_coco`; the grid is taken from Rows/Columns, so the
 FX ``reshape(rows, cols).T`` bug on non-square images does not apply).
 
 Classes: the reference trains its CANDID classifier, localisation decoder and segmentation head on
@@ -37,11 +37,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from detectron2.structures import BoxMode
 
-from ..rle import is_empty_rle
+from ..rle import RLEOverflowError, is_empty_rle, siim_rle_to_coco
 from ..splits import TRAIN_VAL_TEST, hash_split
 from .base import ProblemLog, register_source, resolve_inside
 from .common import dicom_header, read_stripped_csv
-from .siim_acr import RLEOverflowError, siim_rle_to_coco
 
 logger = logging.getLogger(__name__)
 

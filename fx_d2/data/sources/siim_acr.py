@@ -28,13 +28,11 @@ so that no positive image trains as an empty mask.
 
 import logging
 import os
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
-import numpy as np
-import pycocotools.mask as mask_util
 from detectron2.structures import BoxMode
 
-from ..rle import is_empty_rle
+from ..rle import RLEOverflowError, detect_rle_mode, is_empty_rle, siim_rle_to_coco
 from ..splits import VAL_TRAIN, hash_split
 from .base import ProblemLog, register_source
 from .common import dicom_header, read_stripped_csv
@@ -45,110 +43,6 @@ KEY = "siim_acr"
 CLASSES = ("Pneumothorax",)
 CSV_NAMES = ("train-rle.csv", "stage_2_train.csv")
 IMAGE_FOLDERS = {"dicom-images-train": "train", "dicom-images-test": "test"}
-
-
-class RLEOverflowError(ValueError):
-    """An RLE run ends past the last pixel of the image."""
-
-
-def siim_rle_to_coco(
-    rle: str, height: int, width: int, mode: str = "relative"
-) -> Optional[Tuple[Dict[str, Any], List[float]]]:
-    """Convert a SIIM/CANDID RLE string to a COCO RLE dict and its XYXY_ABS box, without
-    rasterising (the column-major runs ARE the COCO counts).
-
-    Args:
-        rle: ``"gap length ..."`` (relative, column-major; datasets.md §11) or, with
-            ``mode="absolute"``, 1-based absolute starts; ``"auto"`` picks absolute when >= 2 runs
-            read as strictly increasing non-overlapping absolute starts.
-        height, width: mask size.
-
-    Returns:
-        ``(segmentation, box)`` with box ``[x0, y0, x1, y1]`` on pixel edges, or None for an empty
-        mask (``-1``, blank, or only zero-length runs).
-
-    Raises:
-        ValueError: malformed string or a run past the ``height x width`` image.
-    """
-    if is_empty_rle(rle):
-        return None
-    tokens = str(rle).split()
-    if len(tokens) % 2:
-        raise ValueError(f"RLE has an odd number of values ({len(tokens)}); expected pairs")
-    try:
-        values = np.array(tokens, dtype=np.int64)
-    except ValueError:
-        raise ValueError("RLE has a value that is not an integer") from None
-    if values.size and values.min() < 0:
-        raise ValueError(f"RLE has a negative value ({int(values.min())})")
-    first, lengths = values[0::2], values[1::2]
-    if mode == "auto":
-        increasing = len(first) >= 2 and bool(np.all(first[1:] >= first[:-1] + lengths[:-1]))
-        mode = "absolute" if increasing and first.min() >= 1 else "relative"
-    if mode == "relative":
-        starts = np.cumsum(first + lengths) - lengths
-    elif mode == "absolute":
-        if first.size and first.min() < 1:
-            raise ValueError("RLE in absolute mode has a start below 1 (starts are 1-based)")
-        starts = first - 1
-    else:
-        raise ValueError(f"unknown RLE mode {mode!r}")
-    keep = lengths > 0
-    starts, ends = starts[keep], (starts + lengths)[keep]
-    total = height * width
-    if ends.size and int(ends.max()) > total:
-        i = int(np.argmax(ends > total))
-        raise RLEOverflowError(
-            f"RLE run #{i} ends at pixel {int(ends[i])}, past the {total} pixels of a "
-            f"{height}x{width} mask"
-        )
-    if starts.size == 0:
-        return None
-    order = np.argsort(starts, kind="stable")
-    starts, ends = starts[order], ends[order]
-    # Merge overlapping or touching runs so that the COCO counts have no zero-length gaps.
-    reach = np.maximum.accumulate(ends)
-    new_run = np.concatenate([[True], starts[1:] > reach[:-1]])
-    idx = np.flatnonzero(new_run)
-    m_starts = starts[idx]
-    m_ends = np.maximum.reduceat(ends, idx)
-    bounds = np.empty(2 * len(m_starts), np.int64)
-    bounds[0::2], bounds[1::2] = m_starts, m_ends
-    counts = np.diff(np.concatenate([[0], bounds, [total]]))
-    if counts[-1] == 0:  # pycocotools writes no trailing empty run
-        counts = counts[:-1]
-    seg = mask_util.frPyObjects({"size": [height, width], "counts": counts.tolist()}, height, width)
-    segmentation = {"size": [height, width], "counts": seg["counts"].decode()}
-    # Column-major flat index = col * H + row; a run crossing a column covers all rows in between.
-    c0, c1 = m_starts // height, (m_ends - 1) // height
-    same = c0 == c1
-    r0 = np.where(same, m_starts % height, 0)
-    r1 = np.where(same, (m_ends - 1) % height, height - 1)
-    box = [float(c0.min()), float(r0.min()), float(c1.max() + 1), float(r1.max() + 1)]
-    return segmentation, box
-
-
-def detect_rle_mode(rles: Iterable[str]) -> str:
-    """``"absolute"`` when every multi-run RLE of a file has strictly increasing, non-overlapping
-    starts >= 1 (impossible for relative gaps in practice, datasets.md §11), else ``"relative"``.
-
-    Deciding per file, not per row, keeps single-run rows from being read the wrong way.
-    """
-    multi = 0
-    for rle in rles:
-        if is_empty_rle(rle):
-            continue
-        try:
-            values = np.array(str(rle).split(), dtype=np.int64)
-        except ValueError:
-            continue  # reported when the row is converted
-        first, lengths = values[0::2], values[1::2]
-        if len(first) < 2 or len(first) != len(lengths):
-            continue
-        multi += 1
-        if first.min() < 1 or not np.all(first[1:] >= first[:-1] + lengths[:-1]):
-            return "relative"
-    return "absolute" if multi else "relative"
 
 
 def _index_dicoms(root: str) -> Dict[str, Tuple[str, str]]:
