@@ -1,6 +1,6 @@
 """CheXmask, VinDr-CXR part (heart and lung masks), read from the original downloads.
 
-Layout (datasets.md §12)::
+Layout (datasets/README.md, section chexmask_vindr)::
 
     <root>/chexmask_vindr/OriginalResolution/VinDr-CXR.csv[.gz]    the PhysioNet CheXmask table
     <root>/chexmask_vindr/vindr_cxr/{train,test}/<image_id>.dicom   the VinDr-CXR DICOMs: a copy or
@@ -24,17 +24,16 @@ reference used the first 7,500 sorted train ids for localisation and the next 7,
 segmentation; here both tasks see the whole train split. No patient ids exist in VinDr-CXR.
 """
 
-import csv
-import gzip
 import logging
 import os
-import sys
 from typing import Any, Dict, List, Set
 
-from detectron2.structures import BoxMode
-
-from ..rle import RLEOverflowError, chexmask_rle_to_coco
-from .base import ProblemLog, register_source, resolve_inside
+from ..problems import ProblemLog
+from ..rle import chexmask_rle_to_coco
+from .base import register_source
+from .paths import resolve_inside
+from .records import image_record, rle_annotations
+from .tables import csv_rows
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +47,6 @@ VINDR_PREFIXES = (
     os.path.join("vindr-cxr", "1.0.0"),
     os.path.join("physionet.org", "files", "vindr-cxr", "1.0.0"),  # wget -r layout
 )
-
-
-def _open_table(path: str):
-    if path.endswith(".gz"):
-        return gzip.open(path, "rt", newline="", encoding="utf-8-sig")
-    return open(path, newline="", encoding="utf-8-sig")
 
 
 def _find_table(root: str) -> str:
@@ -105,80 +98,51 @@ def load_chexmask_vindr(root: str, split: str, problems: ProblemLog) -> List[Dic
     table = _find_table(root)
     dirs = find_vindr_split_dirs(root)
     listed = {s: _listing(d) for s, d in dirs.items()}
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # RLE and landmark cells are long
+    rows = csv_rows(table)
+    _, header = next(rows)
+    missing = [c for c in CLASSES + ("Height", "Width") if c not in header]
+    if missing or not header:
+        raise ValueError(f"{table}: missing column(s) {missing}; found {header}")
+    id_col = header.index("image_id") if "image_id" in header else 0
+    col = {name: header.index(name) for name in CLASSES + ("Height", "Width")}
+    dice_col = header.index("Dice RCA (Mean)") if "Dice RCA (Mean)" in header else None
     dicts, low_quality = [], 0
-    with _open_table(table) as f:
-        reader = csv.reader(f)
-        header = [h.strip() for h in next(reader, [])]
-        missing = [c for c in CLASSES + ("Height", "Width") if c not in header]
-        if missing or not header:
-            raise ValueError(f"{table}: missing column(s) {missing}; found {header}")
-        id_col = header.index("image_id") if "image_id" in header else 0
-        col = {name: header.index(name) for name in CLASSES + ("Height", "Width")}
-        dice_col = header.index("Dice RCA (Mean)") if "Dice RCA (Mean)" in header else None
-        for row in reader:
-            where = f"{table}:{reader.line_num}"
-            if not row:
-                continue
-            if len(row) != len(header):
-                problems.add("bad_row", where, f"{len(row)} fields, header has {len(header)}")
-                continue
-            image_id = row[id_col].strip()
-            try:
-                height, width = int(float(row[col["Height"]])), int(float(row[col["Width"]]))
-                dice = float(row[dice_col]) if dice_col is not None else 1.0
-            except ValueError:
-                problems.add("bad_row", where, "Height/Width/Dice RCA (Mean) is not a number")
-                continue
-            if not image_id or height <= 0 or width <= 0:
-                problems.add("bad_row", where, f"empty image_id or size {height}x{width}")
-                continue
-            if not dice >= MIN_DICE_RCA:
-                low_quality += 1
-                continue
-            path = resolve_inside(dirs[split], image_id + ".dicom", problems, where)
-            if path is None:
-                continue
-            if image_id not in listed[split]:
-                if not any(image_id in ids for ids in listed.values()):
-                    problems.add(
-                        "missing_image",
-                        where,
-                        f"no {{train,test}}/{image_id}.dicom "
-                        f"under {os.path.dirname(dirs[split])}",
-                    )
-                continue
-            annotations, ok = [], True
-            for category, name in enumerate(CLASSES):
-                try:
-                    converted = chexmask_rle_to_coco(row[col[name]], height, width)
-                except ValueError as e:
-                    kind = "rle_overflow" if isinstance(e, RLEOverflowError) else "bad_row"
-                    problems.add(kind, where, f"{name} of {image_id}: {e}")
-                    ok = False
-                    break
-                if converted is not None:
-                    segmentation, box = converted
-                    annotations.append(
-                        dict(
-                            bbox=box,
-                            bbox_mode=BoxMode.XYXY_ABS,
-                            category_id=category,
-                            iscrowd=0,
-                            segmentation=segmentation,
-                        )
-                    )
-            if ok:
-                dicts.append(
-                    dict(
-                        file_name=path,
-                        height=height,
-                        width=width,
-                        image_id=f"{KEY}/{image_id}",
-                        dataset_name=KEY,
-                        annotations=annotations,
-                    )
-                )
+    for line, row in rows:
+        where = f"{table}:{line}"
+        if len(row) != len(header):
+            problems.add("bad_row", where, f"{len(row)} fields, header has {len(header)}")
+            continue
+        image_id = row[id_col].strip()
+        try:
+            height, width = int(float(row[col["Height"]])), int(float(row[col["Width"]]))
+            dice = float(row[dice_col]) if dice_col is not None else 1.0
+        except ValueError:
+            problems.add("bad_row", where, "Height/Width/Dice RCA (Mean) is not a number")
+            continue
+        if not image_id or height <= 0 or width <= 0:
+            problems.add("bad_row", where, f"empty image_id or size {height}x{width}")
+            continue
+        if not dice >= MIN_DICE_RCA:
+            low_quality += 1
+            continue
+        path = resolve_inside(dirs[split], image_id + ".dicom", problems, where)
+        if path is None:
+            continue
+        if image_id not in listed[split]:
+            if not any(image_id in ids for ids in listed.values()):
+                elsewhere = os.path.dirname(dirs[split])
+                reason = f"no {{train,test}}/{image_id}.dicom under {elsewhere}"
+                problems.add("missing_image", where, reason)
+            continue
+        cells = [
+            (where, f"{name} of {image_id}", category, row[col[name]])
+            for category, name in enumerate(CLASSES)
+        ]
+        annotations = rle_annotations(chexmask_rle_to_coco, cells, (height, width), problems)
+        if annotations is not None:
+            dicts.append(
+                image_record(KEY, path, (height, width), image_id, annotations=annotations)
+            )
     if low_quality:
         logger.info(
             "%s: skipped %d rows with Dice RCA (Mean) < %.2f", table, low_quality, MIN_DICE_RCA

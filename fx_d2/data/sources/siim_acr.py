@@ -1,6 +1,6 @@
 """SIIM-ACR Pneumothorax Segmentation (Kaggle), read from the original download.
 
-Layout under ``<root>/siim_acr/`` (datasets.md §11)::
+Layout under ``<root>/siim_acr/`` (datasets/README.md, section siim_acr)::
 
     dicom-images-train/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm   (nested 3 levels)
     dicom-images-test/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm
@@ -9,10 +9,10 @@ Layout under ``<root>/siim_acr/`` (datasets.md §11)::
 
 Labels: one CSV row per annotated region, several rows per image, ``-1`` (possibly ``" -1"``) for
 a negative image; names and values are stripped. RLE: relative (gap, length) pairs, column-major
-(:func:`siim_rle_to_coco`). The stage-2 encoding is unverified, so for ``stage_2_train.csv`` the
-whole file is read as absolute 1-based starts when all its multi-run strings have strictly
-increasing starts, else as relative (:func:`detect_rle_mode`). ``train-rle.csv`` wins when both
-CSVs exist.
+(:func:`fx_d2.data.rle.siim_rle_to_coco`). The stage-2 encoding is unverified, so for
+``stage_2_train.csv`` the whole file is read as absolute 1-based starts when all its multi-run
+strings have strictly increasing starts, else as relative (:func:`fx_d2.data.rle.detect_rle_mode`).
+``train-rle.csv`` wins when both CSVs exist.
 
 Splits: the stage-1 folders are the official split. ``test`` = images under
 ``dicom-images-test``; the images under ``dicom-images-train`` are split into ``train`` (90%) and
@@ -26,16 +26,19 @@ is the union of the rows. An image with a corrupt RLE row is dropped (``rle_over
 so that no positive image trains as an empty mask.
 """
 
+import functools
 import logging
 import os
 from typing import Any, Dict, List, Tuple
 
-from detectron2.structures import BoxMode
-
-from ..rle import RLEOverflowError, detect_rle_mode, is_empty_rle, siim_rle_to_coco
+from ..problems import ProblemLog
+from ..rle import detect_rle_mode, is_empty_rle, siim_rle_to_coco
 from ..splits import VAL_TRAIN, hash_split
-from .base import ProblemLog, register_source
-from .common import dicom_header, read_stripped_csv
+from .base import register_source
+from .headers import existing_dicom_header
+from .paths import first_existing
+from .records import image_record, rle_annotations
+from .tables import read_stripped_csv
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +71,7 @@ def _index_dicoms(root: str) -> Dict[str, Tuple[str, str]]:
 )
 def load_siim_acr(root: str, split: str, problems: ProblemLog) -> List[Dict[str, Any]]:
     """Read one split of SIIM-ACR (see the module docstring for layout and rules)."""
-    csv_path = next(
-        (os.path.join(root, n) for n in CSV_NAMES if os.path.isfile(os.path.join(root, n))), None
-    )
-    if csv_path is None:
-        raise FileNotFoundError(f"{root}: none of {CSV_NAMES} found (see datasets/README.md)")
+    csv_path = first_existing(root, CSV_NAMES, "label CSV")
     rows: Dict[str, List[Tuple[int, str]]] = {}
     for line, row in read_stripped_csv(csv_path, ("ImageId", "EncodedPixels"), problems):
         if not row["ImageId"]:
@@ -83,6 +82,7 @@ def load_siim_acr(root: str, split: str, problems: ProblemLog) -> List[Dict[str,
     if os.path.basename(csv_path) != "train-rle.csv":
         mode = detect_rle_mode(rle for entries in rows.values() for _, rle in entries)
         logger.info("%s: RLE starts read as %s", csv_path, mode)
+    codec = functools.partial(siim_rle_to_coco, mode=mode)
     files = _index_dicoms(root)
     unlabelled = sum(1 for sop in files if sop not in rows)
     if unlabelled:
@@ -95,53 +95,31 @@ def load_siim_acr(root: str, split: str, problems: ProblemLog) -> List[Dict[str,
             problems.add("missing_image", where, f"no dicom-images-*/**/{sop}.dcm for ImageId")
             continue
         path, folder_split = files[sop]
-        if folder_split == "test" and split != "test":
+        if (folder_split == "test") != (split == "test"):
             continue
-        if folder_split == "train" and split == "test":
+        header = existing_dicom_header(path, problems, where)
+        if header is None:
             continue
-        try:
-            height, width, patient = dicom_header(path)
-        except ValueError as e:
-            problems.add("bad_image", path, str(e))
-            continue
+        height, width, patient = header
         if folder_split == "train" and hash_split(KEY, patient or sop, VAL_TRAIN) != split:
             continue
-        annotations, ok, positive = [], True, False
-        for line, rle in entries:
-            if is_empty_rle(rle):
-                continue
-            positive = True
-            try:
-                converted = siim_rle_to_coco(rle, height, width, mode)
-            except ValueError as e:
-                kind = "rle_overflow" if isinstance(e, RLEOverflowError) else "bad_row"
-                problems.add(kind, f"{csv_path}:{line}", f"ImageId {sop}: {e}")
-                ok = False
-                break
-            if converted is None:
-                continue
-            segmentation, box = converted
-            annotations.append(
-                dict(
-                    bbox=box,
-                    bbox_mode=BoxMode.XYXY_ABS,
-                    category_id=0,
-                    iscrowd=0,
-                    segmentation=segmentation,
-                )
-            )
-        if not ok:
+        cells = [
+            (f"{csv_path}:{line}", f"ImageId {sop}", 0, rle)
+            for line, rle in entries
+            if not is_empty_rle(rle)
+        ]
+        annotations = rle_annotations(codec, cells, (height, width), problems)
+        if annotations is None:
             continue
-        record = dict(
-            file_name=path,
-            height=height,
-            width=width,
-            image_id=f"{KEY}/{sop}",
-            dataset_name=KEY,
-            cls_labels=[1.0 if positive else 0.0],
+        labels = [1.0 if cells else 0.0]
+        record = image_record(
+            KEY,
+            path,
+            (height, width),
+            sop,
+            cls_labels=labels,
             annotations=annotations,
+            patient_id=patient,
         )
-        if patient:
-            record["patient_id"] = patient
         dicts.append(record)
     return dicts
