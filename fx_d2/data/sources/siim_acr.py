@@ -95,7 +95,7 @@ def load_siim_acr(root: str, split: str, problems: ProblemLog) -> List[Dict[str,
             problems.add("missing_image", where, f"no dicom-images-*/**/{sop}.dcm for ImageId")
             continue
         path, folder_split = files[sop]
-        if (folder_split == "test") != (split == "test"):
+        if (folder_split == "test") != (split == "test"):  # the train folder holds train + val
             continue
         header = existing_dicom_header(path, problems, where)
         if header is None:

@@ -51,11 +51,12 @@ def _read_coco(path: str, problems: ProblemLog) -> Dict[str, List[Tuple[str, str
     if not isinstance(coco, dict) or not isinstance(coco.get("images"), list):
         raise ValueError(f"{path}: expected a COCO object with an 'images' list")
     names = {c.get("id"): c.get("name") for c in coco.get("categories", []) if isinstance(c, dict)}
-    files = {
-        im.get("id"): str(im.get("file_name", "")).replace("\\", "/")
-        for im in coco["images"]
-        if isinstance(im, dict)
-    }
+    files = {}
+    for n, im in enumerate(coco["images"]):
+        if not isinstance(im, dict) or not im.get("file_name"):  # its boxes would be lost unsaid
+            problems.add("bad_row", f"{path} image {n}", "not an object with a 'file_name'")
+            continue
+        files[im.get("id")] = str(im["file_name"]).replace("\\", "/")
     boxes: Dict[str, List[Tuple[str, str, list]]] = {}
     for n, ann in enumerate(coco.get("annotations", [])):
         where = f"{path} annotation {n}"
