@@ -9,14 +9,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from fx_d2.data.masks import mask_to_box
 from fx_d2.data.rle import (
+    RLEOverflowError,
+    chexmask_rle_to_coco,
     coco_rle_to_mask,
     decode_chexmask_rle,
     decode_siim_rle,
+    detect_rle_mode,
     encode_chexmask_rle,
     encode_siim_rle,
     is_empty_rle,
     mask_to_coco_rle,
+    siim_rle_to_coco,
 )
 
 
@@ -34,7 +39,7 @@ def test_siim_relative_column_major_by_hand():
 
 
 def test_chexmask_absolute_row_major_by_hand():
-    # datasets.md §12: a 5x7 mask with row 1, cols 2-4 set encodes as "10 3".
+    # Worked example: a 5x7 mask with row 1, cols 2-4 set encodes as "10 3".
     m = np.zeros((5, 7), bool)
     m[1, 2:5] = True
     assert encode_chexmask_rle(m) == "10 3"
@@ -133,3 +138,64 @@ def test_overflow_detected(m, extra):
     with pytest.raises(ValueError, match="past"):
         decode_chexmask_rle(bad, h, w)
     assert math.isfinite(start)
+
+
+def test_siim_to_coco_matches_decoder():
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        h, w = (int(v) for v in rng.integers(1, 14, 2))
+        mask = rng.random((h, w)) < rng.choice([0.1, 0.5, 0.95])
+        out = siim_rle_to_coco(encode_siim_rle(mask), h, w)
+        if not mask.any():
+            assert out is None
+            continue
+        assert np.array_equal(coco_rle_to_mask(out[0]), mask)
+        assert out[1] == list(mask_to_box(mask))
+    with pytest.raises(ValueError, match="past the"):
+        siim_rle_to_coco("10 200", 10, 10)
+    assert siim_rle_to_coco(" -1", 4, 4) is None
+    # Absolute 1-based starts (stage-2 variant), column-major.
+    mask = np.zeros((5, 4), bool)
+    mask[1:3, 0] = mask[0, 2] = True
+    seg, box = siim_rle_to_coco("2 2 11 1", 5, 4, mode="absolute")
+    assert np.array_equal(coco_rle_to_mask(seg), mask) and box == [0.0, 0.0, 3.0, 3.0]
+    assert detect_rle_mode(["2 2 11 1", "-1", "7 1"]) == "absolute"
+    assert detect_rle_mode(["5 2 3 1", "2 2 11 1", "-1"]) == "relative"
+    assert encode_chexmask_rle(mask) != encode_siim_rle(mask)
+
+
+def test_chexmask_to_coco_matches_decoder():
+    rng = np.random.default_rng(2)
+    for i in range(400):
+        h, w = (int(v) for v in rng.integers(1, 13, 2))
+        mask = rng.random((h, w)) < rng.choice([0.05, 0.4, 0.8, 1.0])
+        if i % 5 == 0:
+            mask[: int(rng.integers(h + 1))] = True  # runs wrapping whole rows
+        out = chexmask_rle_to_coco(encode_chexmask_rle(mask), h, w)
+        if not mask.any():
+            assert out is None
+            continue
+        assert out[0] == mask_to_coco_rle(mask)
+        assert out[1] == list(mask_to_box(mask))
+    # Worked example: a 5x7 mask with row 1, cols 2-4 set encodes as "10 3".
+    seg, box = chexmask_rle_to_coco("10 3", 5, 7)
+    assert box == [2.0, 1.0, 5.0, 2.0] and int(mask_util.area(_bytes(seg))) == 3
+    # Unsorted and overlapping runs are merged.
+    assert np.array_equal(
+        coco_rle_to_mask(chexmask_rle_to_coco("12 3 10 3", 5, 7)[0]),
+        decode_chexmask_rle("10 5", 5, 7),
+    )
+    with pytest.raises(ValueError, match="past the"):
+        chexmask_rle_to_coco("30 10", 5, 7)
+    with pytest.raises(ValueError, match="below 1"):
+        chexmask_rle_to_coco("0 3", 5, 7)
+    with pytest.raises(RLEOverflowError):
+        chexmask_rle_to_coco("30 10", 5, 7)
+    with pytest.raises(RLEOverflowError):
+        decode_siim_rle("10 200", 10, 10)
+    with pytest.raises(ValueError, match="too large"):  # not an OverflowError escaping numpy
+        siim_rle_to_coco("1 99999999999999999999", 10, 10)
+
+
+def _bytes(seg):
+    return {"size": seg["size"], "counts": seg["counts"].encode()}

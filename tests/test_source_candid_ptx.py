@@ -15,7 +15,8 @@ from fx_d2.data.demo.candid_ptx import write_candid_ptx
 from fx_d2.data.io import read_image
 from fx_d2.data.problems import DatasetProblemError, ProblemLog
 from fx_d2.data.rle import coco_rle_to_mask
-from fx_d2.data.sources.candid_ptx import load_candid_ptx, patient_of, split_of
+from fx_d2.data.sources.candid_ptx import load_candid_ptx, patient_of
+from fx_d2.data.splits import TRAIN_VAL_TEST, hash_split
 
 KEY = "candid_ptx"
 
@@ -106,7 +107,9 @@ def test_bad_input(demo, tmp_path):
     root = tmp_path / KEY
     shutil.copytree(os.path.join(out, KEY), root)
     images = manifest["images"]
-    in_test = [s for s, v in images.items() if split_of(v["patient"]) == "test"]
+    in_test = [
+        s for s, v in images.items() if hash_split(KEY, v["patient"], TRAIN_VAL_TEST) == "test"
+    ]
     os.remove(root / "dataset" / in_test[0])  # missing image
     with open(root / "Pneumothorax_reports.csv", "a", newline="") as f:
         w = csv.writer(f)
@@ -124,7 +127,10 @@ def test_bad_input(demo, tmp_path):
     assert problems.counts["missing_image"] == 1 and problems.counts["rle_overflow"] == 1
     assert problems.counts["bad_row"] == 2  # 3-field row, non-integer tube RLE
     # P1 is a test patient under the md5 rule, so the escaping row is tried in this split.
-    assert split_of("P1") == "test" and problems.counts["path_outside_root"] == 1
+    assert (
+        hash_split(KEY, "P1", TRAIN_VAL_TEST) == "test"
+        and problems.counts["path_outside_root"] == 1
+    )
     assert "Pneumothorax_reports.csv:" in problems.examples["rle_overflow"][0]
     with pytest.raises(DatasetProblemError):
         load_source(KEY, "test", root=str(tmp_path), strict=True)

@@ -12,8 +12,8 @@ from detectron2.structures import BoxMode
 from fx_d2.data.catalog import load_source
 from fx_d2.data.demo.nih_cxr14 import FINDING_PROB, TARGET, write_nih_cxr14
 from fx_d2.data.problems import DatasetProblemError, ProblemLog
-from fx_d2.data.sources.common import hash_fraction
 from fx_d2.data.sources.nih_cxr14 import BOX_CLASSES, CLASSES, load_nih_cxr14
+from fx_d2.data.splits import VAL_TRAIN, hash_split
 
 KEY = "nih_cxr14"
 ENTRY = "Data_Entry_2017_v2020.csv"
@@ -87,8 +87,8 @@ def test_read_back_exactly(demo, monkeypatch):
             assert np.all(np.abs(labels.mean(0) - FINDING_PROB * 5 / 6) <= 0.1)
             assert (labels.sum(1) == 0).sum() >= 10  # "No Finding" images
     assert not (patients["train"] & patients["val"]) and not (patients["train"] & patients["test"])
-    assert all(hash_fraction(KEY, p) < 0.1 for p in patients["val"])
-    assert all(hash_fraction(KEY, p) >= 0.1 for p in patients["train"])
+    assert all(hash_split(KEY, p, VAL_TRAIN) == "val" for p in patients["val"])
+    assert all(hash_split(KEY, p, VAL_TRAIN) == "train" for p in patients["train"])
     names = [b["label"] for s in manifest.values() for r in s for b in r["boxes"] or []]
     assert "Infiltration" in names  # written as "Infiltrate" in BBox_List
 

@@ -13,7 +13,8 @@ from fx_d2.data.catalog import load_source
 from fx_d2.data.demo.shenzhen import TARGET, write_shenzhen
 from fx_d2.data.io import read_image
 from fx_d2.data.problems import DatasetProblemError, ProblemLog
-from fx_d2.data.sources.shenzhen import load_shenzhen, split_of
+from fx_d2.data.sources.shenzhen import load_shenzhen
+from fx_d2.data.splits import TRAIN_VAL_TEST, hash_split
 
 KEY = "shenzhen"
 
@@ -41,7 +42,10 @@ def test_read_back_exactly(demo, monkeypatch):
                 out, KEY, "ChinaSet_AllFiles", "CXR_png", r["name"]
             )
             assert d["image_id"] == f"{KEY}/{r['name'][:-4]}"
-            assert d["patient_id"] == r["patient"] and split_of(r["patient"]) == split
+            assert (
+                d["patient_id"] == r["patient"]
+                and hash_split(KEY, r["patient"], TRAIN_VAL_TEST) == split
+            )
             assert d["cls_labels"] == [float(r["label"])]
             assert (d["height"], d["width"]) == (r["height"], r["width"])
             number = int(r["patient"][-4:])
@@ -72,7 +76,9 @@ def test_bad_input(demo, tmp_path):
     shutil.copy(some, images / "notes.png")  # not a CHNCXR name
     (images / "Thumbs.db").write_bytes(b"\0")  # ignored
     test_patient = next(
-        f"CHNCXR_{n:04d}" for n in range(700, 999) if split_of(f"CHNCXR_{n:04d}") == "test"
+        f"CHNCXR_{n:04d}"
+        for n in range(700, 999)
+        if hash_split(KEY, f"CHNCXR_{n:04d}", TRAIN_VAL_TEST) == "test"
     )
     os.symlink(images / "gone.png", images / f"{test_patient}_1.png")  # broken link
     problems = ProblemLog("bad")

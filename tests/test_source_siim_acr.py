@@ -12,14 +12,9 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from fx_d2.data.catalog import load_source
 from fx_d2.data.demo.siim_acr import write_siim_acr
 from fx_d2.data.io import read_image
-from fx_d2.data.masks import mask_to_box
 from fx_d2.data.problems import DatasetProblemError, ProblemLog
-from fx_d2.data.rle import coco_rle_to_mask, decode_siim_rle, encode_chexmask_rle, encode_siim_rle
-from fx_d2.data.sources.siim_acr import (
-    detect_rle_mode,
-    load_siim_acr,
-    siim_rle_to_coco,
-)
+from fx_d2.data.rle import coco_rle_to_mask, decode_siim_rle
+from fx_d2.data.sources.siim_acr import load_siim_acr
 
 KEY = "siim_acr"
 
@@ -118,30 +113,6 @@ def test_masks_are_column_major_and_match_the_image(demo, monkeypatch):
         assert image[union].mean() < 0.1 < image[~union].mean()  # the drawn pneumothorax
         checked += 1
     assert checked >= 10
-
-
-def test_fast_converter_matches_reference_decoder():
-    rng = np.random.default_rng(1)
-    for _ in range(300):
-        h, w = (int(v) for v in rng.integers(1, 14, 2))
-        mask = rng.random((h, w)) < rng.choice([0.1, 0.5, 0.95])
-        out = siim_rle_to_coco(encode_siim_rle(mask), h, w)
-        if not mask.any():
-            assert out is None
-            continue
-        assert np.array_equal(coco_rle_to_mask(out[0]), mask)
-        assert out[1] == list(mask_to_box(mask))
-    with pytest.raises(ValueError, match="past the"):
-        siim_rle_to_coco("10 200", 10, 10)
-    assert siim_rle_to_coco(" -1", 4, 4) is None
-    # Absolute 1-based starts (stage-2 variant), column-major.
-    mask = np.zeros((5, 4), bool)
-    mask[1:3, 0] = mask[0, 2] = True
-    seg, box = siim_rle_to_coco("2 2 11 1", 5, 4, mode="absolute")
-    assert np.array_equal(coco_rle_to_mask(seg), mask) and box == [0.0, 0.0, 3.0, 3.0]
-    assert detect_rle_mode(["2 2 11 1", "-1", "7 1"]) == "absolute"
-    assert detect_rle_mode(["5 2 3 1", "2 2 11 1", "-1"]) == "relative"
-    assert encode_chexmask_rle(mask) != encode_siim_rle(mask)
 
 
 def test_stage2_csv_variants(demo, tmp_path, monkeypatch):

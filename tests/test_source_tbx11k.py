@@ -103,6 +103,8 @@ def test_bad_input(demo, tmp_path):
         dict(id=903, image_id=99999, category_id=1, bbox=[1, 1, 5, 5], iscrowd=0),  # no image
         dict(id=904, image_id=tb_id, category_id=1, bbox=[1, 1, 5], iscrowd=0),  # malformed
     ]
+    n_images = len(coco["images"])
+    coco["images"].append(dict(id=99998, width=192, height=192))  # no file_name
     path.write_text(json.dumps(coco))
     with open(base / "lists" / "TBX11K_val.txt", "a") as f:
         f.write("tb/tb9999.png\n../../../etc/passwd\n")
@@ -110,7 +112,7 @@ def test_bad_input(demo, tmp_path):
     dicts = load_tbx11k(str(tmp_path / KEY), "val", problems)
     assert problems.counts == {
         "unknown_class": 1,
-        "bad_row": 2,
+        "bad_row": 3,
         "missing_image": 1,
         "path_outside_root": 1,
         "box_clipped": 2,
@@ -118,10 +120,11 @@ def test_bad_input(demo, tmp_path):
     }
     assert f"TBX11K_val.json annotation {n_ann}" in problems.examples["unknown_class"][0]
     assert f"TBX11K_val.txt:{COUNTS['val'] + 1}" in problems.examples["missing_image"][0]
+    assert f"TBX11K_val.json image {n_images}" in problems.examples["bad_row"][0]
     assert len(dicts) == COUNTS["val"]
     clipped = [a["bbox"] for d in dicts for a in d["annotations"] if a["bbox"][2:] == [192, 192]]
     assert clipped == [[150.0, 150.0, 192.0, 192.0]]
-    with pytest.raises(DatasetProblemError, match="TBX11K_val.json annotation"):
+    with pytest.raises(DatasetProblemError, match="TBX11K_val.json image"):
         load_source(KEY, "val", root=str(tmp_path), strict=True)
     os.remove(path)
     with pytest.raises(FileNotFoundError, match="TBX11K_val.json"):

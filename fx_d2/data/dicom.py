@@ -1,8 +1,9 @@
 """DICOM reading for :func:`fx_d2.data.io.read_image` (pydicom + pylibjpeg plugins).
 
-Order of operations (PS3.3 C.11, datasets.md §3): decode -> Modality LUT (rescale slope/intercept
-or Modality LUT sequence) -> VOI (VOI LUT sequence preferred, else the first Window Center/Width)
--> normalise by the VOI output range (min-max when the file has no VOI) -> invert MONOCHROME1.
+Order of operations (PS3.3 C.11; datasets/README.md, section vindr_cxr): decode -> Modality LUT
+(rescale slope/intercept or Modality LUT sequence) -> VOI (VOI LUT sequence preferred, else the
+first Window Center/Width) -> normalise by the VOI output range (min-max when the file has no VOI)
+-> invert MONOCHROME1.
 
 Compressed transfer syntaxes decoded with the installed plugins: JPEG baseline/extended
 (pylibjpeg-libjpeg or Pillow), JPEG lossless (process 14, SV1), JPEG-LS (pylibjpeg-libjpeg),
@@ -15,7 +16,7 @@ from typing import Tuple
 
 import numpy as np
 
-from .io import ImageReadError, _check_pixels
+from .image_checks import ImageReadError, check_pixels
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ def read_dicom(path: str, max_pixels: int) -> np.ndarray:
     if "Rows" not in ds or "Columns" not in ds:
         raise ImageReadError(path, "DICOM without Rows/Columns")
     rows, cols = int(ds.Rows), int(ds.Columns)
-    _check_pixels(path, rows, cols, max_pixels, "DICOM ")
+    check_pixels(path, rows, cols, max_pixels, "DICOM ")
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames != 1:
         raise ImageReadError(path, f"multi-frame DICOM ({frames} frames); expected one radiograph")

@@ -1,4 +1,4 @@
-"""Image readers for every format of the 15 chest X-ray datasets (datasets.md).
+"""Image readers for every format of the 15 chest X-ray datasets (datasets/README.md).
 
 :func:`read_image` returns a float32 (H, W) array in [0, 1] where **brighter = denser** (bone white,
 air black), whatever the file: DICOM (any transfer syntax pydicom can decode), PNG (8 or 16 bit,
@@ -14,7 +14,7 @@ Scaling rules:
   maximum (many medical PNGs store 12-bit values unscaled in a 16-bit container).
 * DICOM: Modality LUT (rescale slope/intercept or LUT sequence), then the VOI LUT sequence or the
   first Window Center/Width of the file, normalised by the VOI output range; min-max when the file
-  has no VOI. MONOCHROME1 is inverted AFTER the VOI step (datasets.md §3).
+  has no VOI. MONOCHROME1 is inverted AFTER the VOI step (datasets/README.md, section vindr_cxr).
 * ``.mha``: uint8 ``/ 255``, other types min-max (NODE21 stores standardised 16-bit data).
 * JSRT raw: 2048x2048 (side inferred from the file size), big-endian uint16, 12 bits stored and
   inverted on disk: ``(4095 - min(x, 4095)) / 4095``.
@@ -31,6 +31,8 @@ from typing import Optional, Tuple
 import cv2
 import numpy as np
 
+from .image_checks import ImageReadError, check_pixels
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["ImageReadError", "read_image", "read_image_size", "read_mask", "detect_format"]
@@ -38,15 +40,6 @@ __all__ = ["ImageReadError", "read_image", "read_image_size", "read_mask", "dete
 DEFAULT_MAX_PIXELS = 100_000_000
 JSRT_EXTENSIONS = (".img",)
 DICOM_EXTENSIONS = (".dcm", ".dicom", ".dic")
-
-
-class ImageReadError(ValueError):
-    """An image file is missing, corrupt, unsupported or absurdly large."""
-
-    def __init__(self, path: str, reason: str):
-        super().__init__(f"cannot read image {path!r}: {reason}")
-        self.path = path
-        self.reason = reason
 
 
 def detect_format(path: str, head: Optional[bytes] = None) -> str:
@@ -72,17 +65,6 @@ def detect_format(path: str, head: Optional[bytes] = None) -> str:
     raise ImageReadError(
         path, "unknown image format (supported: DICOM, PNG, JPEG, GIF, MetaImage .mha, JSRT .IMG)"
     )
-
-
-def _check_pixels(path: str, height: int, width: int, max_pixels: int, what: str = "") -> None:
-    if height <= 0 or width <= 0:
-        raise ImageReadError(path, f"{what}header gives an empty image size {height}x{width}")
-    if height * width > max_pixels:
-        raise ImageReadError(
-            path,
-            f"{what}header declares {height}x{width} = {height * width} pixels, more than "
-            f"max_pixels={max_pixels}; refused (decompression bomb or corrupt header)",
-        )
 
 
 def read_image(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -126,10 +108,15 @@ def read_image_size(path: str) -> Tuple[int, int]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ImageReadError(path, "file does not exist")
-    fmt = detect_format(path)
+    with open(path, "rb") as f:
+        head = f.read(132)
+    fmt = detect_format(path, head)
     try:
-        if fmt == "png":
-            return _png_header(path)[:2]
+        if fmt == "png":  # the IHDR is within the head: sizing a dataset reads 132 bytes a PNG
+            if len(head) < 24 or head[12:16] != b"IHDR":
+                raise ImageReadError(path, "PNG without a valid IHDR header (truncated?)")
+            width, height = struct.unpack(">II", head[16:24])
+            return height, width
         if fmt in ("jpeg", "gif"):
             from PIL import Image
 
@@ -162,7 +149,7 @@ def read_mask(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
         from PIL import Image
 
         with Image.open(path) as im:
-            _check_pixels(path, im.size[1], im.size[0], max_pixels)
+            check_pixels(path, im.size[1], im.size[0], max_pixels)
             if im.mode in ("RGB", "RGBA", "LA"):
                 im = im.convert("L")
             arr = np.asarray(im)
@@ -212,7 +199,7 @@ def _to_gray(arr: np.ndarray) -> np.ndarray:
 
 def _read_png(path: str, max_pixels: int) -> np.ndarray:
     height, width, depth, _, sbit = _png_header(path)
-    _check_pixels(path, height, width, max_pixels, "PNG ")
+    check_pixels(path, height, width, max_pixels, "PNG ")
     arr = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None:
         raise ImageReadError(path, "corrupt or truncated PNG data")
@@ -238,7 +225,7 @@ def _read_pil(path: str, max_pixels: int) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as im:
-        _check_pixels(path, im.size[1], im.size[0], max_pixels, f"{im.format} ")
+        check_pixels(path, im.size[1], im.size[0], max_pixels, f"{im.format} ")
         size, fmt = (im.size[1], im.size[0]), im.format
         if fmt == "GIF":
             arr = np.asarray(im.convert("L"))
@@ -274,7 +261,7 @@ def _read_mha(path: str, max_pixels: int) -> np.ndarray:
     import SimpleITK as sitk
 
     height, width = _mha_shape(path)
-    _check_pixels(path, height, width, max_pixels, "MetaImage ")
+    check_pixels(path, height, width, max_pixels, "MetaImage ")
     arr = sitk.GetArrayFromImage(sitk.ReadImage(path))
     arr = arr.reshape(arr.shape[-3:] if arr.ndim == 4 else arr.shape)
     if arr.ndim == 3 and arr.shape[0] == 1:
@@ -302,6 +289,6 @@ def _jsrt_side(path: str) -> int:
 
 def _read_jsrt(path: str, max_pixels: int) -> np.ndarray:
     side = _jsrt_side(path)
-    _check_pixels(path, side, side, max_pixels, "JSRT ")
+    check_pixels(path, side, side, max_pixels, "JSRT ")
     raw = np.fromfile(path, dtype=">u2").reshape(side, side)
     return (4095.0 - np.minimum(raw, 4095).astype(np.float32)) / 4095.0

@@ -17,9 +17,10 @@ class DatasetProblemError(ValueError):
 class ProblemLog:
     """Counts problems found while reading a dataset and keeps the first examples of each kind.
 
-    Kinds used by the sources: ``missing_image``, ``bad_image``, ``unknown_class``,
-    ``rle_overflow``, ``box_clipped``, ``box_degenerate``, ``path_outside_root``, ``bad_row``.
-    In strict mode the first problem raises :class:`DatasetProblemError`.
+    Kinds used by the sources (docs/datasets.md): ``missing_image``, ``missing_mask``,
+    ``bad_image``, ``unknown_class``, ``unlabelled_study``, ``rle_overflow``, ``box_clipped``,
+    ``box_degenerate``, ``path_outside_root``, ``bad_row``. In strict mode the first problem raises
+    :class:`DatasetProblemError`.
     """
 
     def __init__(self, name: str, strict: bool = False, max_examples: int = 5):

@@ -1,26 +1,33 @@
-"""The three run-length encodings found in the chest X-ray datasets (datasets.md §8, §11, §12).
+"""The run-length encodings found in the chest X-ray datasets (datasets/README.md, sections
+candid_ptx, siim_acr and chexmask_vindr), and their conversion to COCO RLE.
 
 * **SIIM / CANDID** (``*_siim_rle``): space-separated pairs ``(gap, length)``; ``gap`` counts the
   background pixels since the END of the previous run, so the first gap is the 0-based start index.
   Pixels are numbered **column-major** (flat index ``col * H + row``, i.e. the transposed image).
   ``"-1"`` (possibly with spaces) or an empty string is an empty mask. Some stage-2 SIIM copies may
-  use absolute 1-based starts instead; ``mode="auto"`` detects them (datasets.md §11).
+  use absolute 1-based starts instead; ``mode="auto"`` / :func:`detect_rle_mode` detect them.
 * **CheXmask** (``*_chexmask_rle``): pairs ``(start, length)`` with **absolute, 1-based** starts in
   **row-major** (C) order over ``Height x Width``.
 * **COCO** (``mask_to_coco_rle`` / ``coco_rle_to_mask``): pycocotools' compressed RLE, the format of
   Detectron2 annotation ``segmentation`` dicts: ``{"size": [h, w], "counts": str}``.
 
-Decoders return bool arrays (H, W). A run that goes past the image raises :class:`ValueError`
-naming the run; callers prefix the file and line.
+Decoders return bool arrays (H, W); :func:`siim_rle_to_coco` and :func:`chexmask_rle_to_coco` go
+straight to ``(COCO RLE, XYXY box)`` without rasterising (what the dataset loaders use). A run that
+goes past the image raises :class:`RLEOverflowError` (a ``ValueError``) naming the run; callers
+prefix the file and line.
 """
 
 import math
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import pycocotools.mask as mask_util
 
 __all__ = [
+    "RLEOverflowError",
+    "siim_rle_to_coco",
+    "detect_rle_mode",
+    "chexmask_rle_to_coco",
     "decode_siim_rle",
     "encode_siim_rle",
     "decode_chexmask_rle",
@@ -29,6 +36,10 @@ __all__ = [
     "coco_rle_to_mask",
     "is_empty_rle",
 ]
+
+
+class RLEOverflowError(ValueError):
+    """An RLE run ends past the last pixel of the image."""
 
 
 def is_empty_rle(rle: Any) -> bool:
@@ -48,8 +59,10 @@ def _parse_pairs(rle: str, what: str) -> Tuple[np.ndarray, np.ndarray]:
     try:
         values = np.array([int(t) for t in tokens], dtype=np.int64)
     except ValueError:
-        bad = next(t for t in tokens if not t.lstrip("-").isdigit())
+        bad = next((t for t in tokens if not t.lstrip("-").isdigit()), "")
         raise ValueError(f"{what} RLE value {bad!r} is not an integer") from None
+    except OverflowError:
+        raise ValueError(f"{what} RLE has a value too large for a pixel index") from None
     if values.size and values.min() < 0:
         i = int(np.argmax(values < 0))
         raise ValueError(f"{what} RLE value #{i} is negative ({values[i]})")
@@ -70,7 +83,7 @@ def _paint_runs(
     over = np.flatnonzero(ends > total)
     if over.size:
         i = int(over[0])
-        raise ValueError(
+        raise RLEOverflowError(
             f"{what} RLE run #{i} (0-based start {int(starts[i])}, length {int(lengths[i])}) ends "
             f"at pixel {int(ends[i])}, past the {total} pixels of a {height}x{width} mask"
         )
@@ -112,19 +125,23 @@ def decode_siim_rle(
     if is_empty_rle(rle):
         return np.zeros((height, width), bool)
     first, lengths = _parse_pairs(rle, "SIIM")
-    if mode not in ("relative", "absolute", "auto"):
-        raise ValueError(f"unknown SIIM RLE mode {mode!r}; use relative, absolute or auto")
+    starts = _siim_starts(first, lengths, mode)
+    flat = _paint_runs(starts, lengths, total, "SIIM", height, width)
+    return flat.reshape((height, width), order="F")
+
+
+def _siim_starts(first: np.ndarray, lengths: np.ndarray, mode: str) -> np.ndarray:
+    """0-based starts of SIIM runs whose first values are read in ``mode`` (see decode_siim_rle)."""
     if mode == "auto":
         increasing = len(first) >= 2 and bool(np.all(first[1:] >= first[:-1] + lengths[:-1]))
         mode = "absolute" if increasing and first.min() >= 1 else "relative"
     if mode == "relative":
-        starts = np.cumsum(first + lengths) - lengths
-    else:
-        if first.size and first.min() < 1:
-            raise ValueError("SIIM RLE in absolute mode has a start below 1 (starts are 1-based)")
-        starts = first - 1
-    flat = _paint_runs(starts, lengths, total, "SIIM", height, width)
-    return flat.reshape((height, width), order="F")
+        return np.cumsum(first + lengths) - lengths
+    if mode != "absolute":
+        raise ValueError(f"unknown SIIM RLE mode {mode!r}; use relative, absolute or auto")
+    if first.size and first.min() < 1:
+        raise ValueError("SIIM RLE in absolute mode has a start below 1 (starts are 1-based)")
+    return first - 1
 
 
 def encode_siim_rle(mask: np.ndarray) -> str:
@@ -217,3 +234,163 @@ def _coco_counts(raw: bytes) -> list:
     if any(v < 0 for v in counts):
         raise ValueError("COCO RLE counts has a negative run length")
     return counts
+
+
+# ------------------------------------------------------------------- straight to COCO (loaders)
+
+
+def _merged_runs(
+    starts: np.ndarray, lengths: np.ndarray, height: int, width: int
+) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    """Sorted ``[start, end)`` runs (0-based flat indices), overlapping or touching ones merged so
+    that COCO counts get no zero-length gaps; None when no run has a pixel.
+
+    Raises:
+        RLEOverflowError: a run ends past ``height * width``.
+    """
+    keep = lengths > 0
+    starts, ends = starts[keep], (starts + lengths)[keep]
+    total = height * width
+    if ends.size and int(ends.max()) > total:
+        i = int(np.argmax(ends > total))
+        raise RLEOverflowError(
+            f"RLE run #{i} ends at pixel {int(ends[i])}, past the {total} pixels of a "
+            f"{height}x{width} mask"
+        )
+    if starts.size == 0:
+        return None
+    order = np.argsort(starts, kind="stable")
+    starts, ends = starts[order], ends[order]
+    reach = np.maximum.accumulate(ends)
+    idx = np.flatnonzero(np.concatenate([[True], starts[1:] > reach[:-1]]))
+    return starts[idx], np.maximum.reduceat(ends, idx)
+
+
+def _coco_from_toggles(toggles: np.ndarray, height: int, width: int) -> Dict[str, Any]:
+    """COCO RLE of the column-major mask that starts as background and flips at the sorted flat
+    indices ``toggles``."""
+    counts = np.diff(np.concatenate([[0], toggles, [height * width]]))
+    if counts[-1] == 0:  # pycocotools writes no trailing empty run
+        counts = counts[:-1]
+    seg = mask_util.frPyObjects({"size": [height, width], "counts": counts.tolist()}, height, width)
+    return {"size": [height, width], "counts": seg["counts"].decode()}
+
+
+def siim_rle_to_coco(
+    rle: str, height: int, width: int, mode: str = "relative"
+) -> Optional[Tuple[Dict[str, Any], List[float]]]:
+    """Convert a SIIM/CANDID RLE string to a COCO RLE dict and its XYXY_ABS box, without
+    rasterising (the column-major runs ARE the COCO counts).
+
+    Args:
+        rle: ``"gap length ..."`` (relative, column-major) or, with ``mode="absolute"``, 1-based
+            absolute starts; ``"auto"`` as in :func:`decode_siim_rle`.
+        height, width: mask size.
+
+    Returns:
+        ``(segmentation, box)`` with box ``[x0, y0, x1, y1]`` on pixel edges, or None for an empty
+        mask (``-1``, blank, or only zero-length runs).
+
+    Raises:
+        ValueError: malformed string; RLEOverflowError: a run past the ``height x width`` image.
+    """
+    if is_empty_rle(rle):
+        return None
+    first, lengths = _parse_pairs(rle, "SIIM")
+    runs = _merged_runs(_siim_starts(first, lengths, mode), lengths, height, width)
+    if runs is None:
+        return None
+    starts, ends = runs
+    bounds = np.empty(2 * len(starts), np.int64)
+    bounds[0::2], bounds[1::2] = starts, ends
+    # Column-major flat index = col * H + row; a run crossing a column covers all rows in between.
+    c0, c1 = starts // height, (ends - 1) // height
+    same = c0 == c1
+    r0 = np.where(same, starts % height, 0)
+    r1 = np.where(same, (ends - 1) % height, height - 1)
+    box = [float(c0.min()), float(r0.min()), float(c1.max() + 1), float(r1.max() + 1)]
+    return _coco_from_toggles(bounds, height, width), box
+
+
+def detect_rle_mode(rles: Iterable[str]) -> str:
+    """``"absolute"`` when every multi-run RLE of a file has strictly increasing, non-overlapping
+    starts >= 1 (impossible for relative gaps in practice; datasets/README.md, section siim_acr),
+    else ``"relative"``.
+
+    Deciding per file, not per row, keeps single-run rows from being read the wrong way.
+    """
+    multi = 0
+    for rle in rles:
+        if is_empty_rle(rle):
+            continue
+        try:
+            values = np.array(str(rle).split(), dtype=np.int64)
+        except (ValueError, OverflowError):
+            continue  # reported when the row is converted
+        first, lengths = values[0::2], values[1::2]
+        if len(first) < 2 or len(first) != len(lengths):
+            continue
+        multi += 1
+        if first.min() < 1 or not np.all(first[1:] >= first[:-1] + lengths[:-1]):
+            return "relative"
+    return "absolute" if multi else "relative"
+
+
+def _odd_values(values: np.ndarray) -> np.ndarray:
+    """Sorted values that occur an odd number of times (a symmetric difference of toggle sets)."""
+    uniq, counts = np.unique(values, return_counts=True)
+    return uniq[counts % 2 == 1]
+
+
+def _ragged_arange(lengths: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(owner index, offset within owner) for ``sum(lengths)`` items, all vectorised."""
+    owner = np.repeat(np.arange(len(lengths)), lengths)
+    offset = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return owner, offset
+
+
+def chexmask_rle_to_coco(
+    rle: str, height: int, width: int
+) -> Optional[Tuple[Dict[str, Any], List[float]]]:
+    """Convert a CheXmask RLE (absolute 1-based starts, row-major) to a COCO RLE dict and box.
+
+    Works on run boundaries, not pixels (a 3000x2500 mask would otherwise cost ~20 ms): the runs
+    are cut at row ends, the vertical edges of the mask are found as the symmetric difference of
+    the run end points of consecutive rows, and the column-major (COCO) runs follow from them.
+
+    Returns:
+        ``(segmentation, [x0, y0, x1, y1])`` (pixel edges), or None for an empty mask.
+
+    Raises:
+        ValueError: malformed string, a start below 1; RLEOverflowError: a run past the image.
+    """
+    if is_empty_rle(rle):
+        return None
+    starts, lengths = _parse_pairs(rle, "CheXmask")
+    if starts.size and starts.min() < 1:
+        raise ValueError("CheXmask RLE has a start below 1 (starts are 1-based)")
+    starts = starts - 1
+    runs = _merged_runs(starts, lengths, height, width)
+    if runs is None:
+        return None
+    starts, ends = runs
+    # Cut the runs into one piece per image row: [xa, xb) on row y.
+    r0, r1 = starts // width, (ends - 1) // width
+    owner, offset = _ragged_arange(r1 - r0 + 1)
+    rows = r0[owner] + offset
+    xa = np.where(offset == 0, starts[owner] % width, 0)
+    xb = np.where(rows == r1[owner], (ends[owner] - 1) % width + 1, width)
+    # Horizontal toggles of row y act on the boundaries above (y) and below (y + 1) the row; where
+    # the rows on both sides agree they cancel. What is left, paired, gives per boundary b the
+    # columns [c0, c1) whose vertical run starts or ends at row b.
+    stride = width + 1
+    xs, ys = np.concatenate([xa, xb]), np.concatenate([rows, rows])
+    keys = _odd_values(np.concatenate([ys * stride + xs, (ys + 1) * stride + xs]))
+    b, x = keys // stride, keys % stride
+    c0, c1, bb = x[0::2], x[1::2], b[0::2]
+    owner, offset = _ragged_arange(c1 - c0)
+    # Column-major toggle positions; an end at the bottom of column c and a start at the top of
+    # column c + 1 are the same position and cancel (one COCO run across the columns).
+    toggles = _odd_values((c0[owner] + offset) * height + bb[owner])
+    box = [float(xa.min()), float(rows.min()), float(xb.max()), float(rows.max() + 1)]
+    return _coco_from_toggles(toggles, height, width), box

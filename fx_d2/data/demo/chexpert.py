@@ -33,11 +33,18 @@ from typing import Any, Dict, List, Sequence
 import cv2
 import numpy as np
 
-from ..sources.chexpert import CLASSES, REPORT_CLASSES
 from .phantom import make_phantom, to_uint8
 from .registry import register_demo_writer
 
 KEY = "chexpert"
+# The 14 observation columns of the CheXpert CSVs in file order, and the 5 competition labels.
+# Written here, not imported from the loader, so that the replica checks the loader's lists.
+CLASSES = (
+    "No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion",
+    "Edema", "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion",
+    "Pleural Other", "Fracture", "Support Devices",
+)  # fmt: skip
+REPORT_CLASSES = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
 RELEASE = "CheXpert-v1.0-small"
 META_COLUMNS = ("Path", "Sex", "Age", "Frontal/Lateral", "AP/PA")
 # label -> phantom kinds that show it (Lung Opacity and No Finding are derived).

@@ -25,8 +25,7 @@ from typing import Any, Dict, List
 import cv2
 import numpy as np
 
-from ..sources.chexpert import CLASSES
-from .chexpert import format_value, observations, plan_findings, sprinkle_uncertain
+from .chexpert import CLASSES, format_value, observations, plan_findings, sprinkle_uncertain
 from .phantom import make_phantom, to_uint8
 from .registry import register_demo_writer
 

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from ..masks import mask_to_box
-from ..sources.montgomery import split_of
+from ..splits import TRAIN_VAL_TEST, hash_split
 from .phantom import make_phantom, to_uint8
 from .registry import register_demo_writer
 
@@ -41,7 +41,7 @@ def write_montgomery(out_dir: str, rng: np.random.Generator) -> Dict[str, Any]:
     number = 0
     while any(left.values()):
         number += int(rng.integers(1, 8))
-        split = split_of(f"MCUCXR_{number:04d}")
+        split = hash_split(KEY, f"MCUCXR_{number:04d}", TRAIN_VAL_TEST)
         if not left[split]:
             continue
         left[split] -= 1

@@ -25,7 +25,7 @@ from typing import Any, Dict, List
 import cv2
 import numpy as np
 
-from ..sources.nih_cxr14 import BOX_CLASSES, CLASSES, split_of_train_val
+from ..splits import VAL_TRAIN, hash_split
 from .phantom import make_phantom, to_uint8
 from .registry import register_demo_writer
 
@@ -41,6 +41,8 @@ KIND = {
     "Hernia": "hernia",
 }  # fmt: skip
 LABEL_OF_KIND = {kind: label for label, kind in KIND.items()}
+CLASSES = tuple(KIND)  # the 14 labels in the reference order (the loader's cls_classes)
+BOX_CLASSES = CLASSES[:8]  # the labels of BBox_List_2017.csv, in the same order
 ENTRY_HEADER = (
     "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
     "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]"
@@ -73,7 +75,7 @@ def write_nih_cxr14(out_dir: str, rng: np.random.Generator) -> Dict[str, Any]:
     while any(len(manifest[s]) < n for s, n in TARGET.items()):
         patient += int(rng.integers(1, 30))
         pid = f"{patient:08d}"
-        split = "test" if rng.random() < 0.3 else split_of_train_val(pid)
+        split = "test" if rng.random() < 0.3 else hash_split(KEY, pid, VAL_TRAIN)
         room = TARGET[split] - len(manifest[split])
         if room <= 0:
             continue

@@ -19,7 +19,7 @@ from typing import Any, Dict, List
 import cv2
 import numpy as np
 
-from ..sources.shenzhen import split_of
+from ..splits import TRAIN_VAL_TEST, hash_split
 from .phantom import make_phantom, to_uint8
 from .registry import register_demo_writer
 
@@ -38,7 +38,7 @@ def write_shenzhen(out_dir: str, rng: np.random.Generator) -> Dict[str, Any]:
     manifest: Dict[str, List[Dict[str, Any]]] = {s: [] for s in TARGET}
     for number in rng.permutation(np.arange(1, N_TOTAL + 1)):
         patient = f"CHNCXR_{int(number):04d}"
-        split = split_of(patient)
+        split = hash_split(KEY, patient, TRAIN_VAL_TEST)
         if len(manifest[split]) >= TARGET[split]:
             if all(len(manifest[s]) >= n for s, n in TARGET.items()):
                 break

@@ -7,7 +7,7 @@ Writes ``<out_dir>/siim_acr/``::
     train-rle.csv                                   "ImageId, EncodedPixels" (leading space)
 
 DICOMs: 256x256, 8-bit MONOCHROME2, JPEG baseline transfer syntax (the real files are 1024x1024
-8-bit; JPEG baseline is assumed, datasets.md marks it unverified). About 45% of the images show a
+8-bit; JPEG baseline is assumed, not verified). About 45% of the images show a
 pneumothorax; ~1 in 6 positives has two (separately drawn, possibly overlapping) regions, written
 as two CSV rows. Masks use the relative column-major SIIM RLE; some values carry the leading space
 of the original Kaggle file (``" -1"``, ``" 123 4 ..."``). Only pneumothorax is drawn.

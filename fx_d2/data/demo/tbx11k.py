@@ -24,11 +24,12 @@ from typing import Any, Dict, List
 import cv2
 import numpy as np
 
-from ..sources.tbx11k import TB_CATEGORIES
 from .phantom import make_phantom, to_uint8
 from .registry import register_demo_writer
 
 KEY = "tbx11k"
+# COCO category names of the TBX11K JSONs, by id 1, 2, 3
+TB_CATEGORIES = ("ActiveTuberculosis", "ObsoletePulmonaryTuberculosis", "PulmonaryTuberculosis")
 SIDE = 192
 COUNTS = {"train": 256, "val": 64, "test": 8}
 SICK_KINDS = ("consolidation", "effusion", "nodule", "cardiomegaly", "atelectasis")

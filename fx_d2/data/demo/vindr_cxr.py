@@ -26,12 +26,19 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-from ..sources.vindr_cxr import GLOBAL_LABELS, LOCAL_LABELS
 from .dicom_writer import write_demo_dicom
 from .phantom import make_phantom, to_uint16
 from .registry import register_demo_writer
 
 KEY = "vindr_cxr"
+# Label columns of image_labels_*.csv in file order: 22 local labels (the box classes), 6 global
+LOCAL_LABELS = (
+    "Aortic enlargement", "Atelectasis", "Calcification", "Cardiomegaly", "Clavicle fracture",
+    "Consolidation", "Edema", "Emphysema", "Enlarged PA", "ILD", "Infiltration", "Lung Opacity",
+    "Lung cavity", "Lung cyst", "Mediastinal shift", "Nodule/Mass", "Pleural effusion",
+    "Pleural thickening", "Pneumothorax", "Pulmonary fibrosis", "Rib fracture", "Other lesion",
+)  # fmt: skip
+GLOBAL_LABELS = ("COPD", "Lung tumor", "Pneumonia", "Tuberculosis", "Other diseases", "No finding")
 COUNTS = {"train": 256, "test": 64}
 FINDING_PROB = 0.3  # per kind and abnormal image
 READER_SEES = 0.75

@@ -1,66 +1,14 @@
-"""Shared machinery of the dataset sources: root resolution, registration, problem reports.
+"""Registration of the dataset sources.
 
 Every source module defines one loader ``load(root: str, split: str, problems: ProblemLog)``
-returning Detectron2 dataset dicts (design.md § Dataset contract) and decorates it with
-:func:`register_source`, which registers ``fx_<key>_<split>`` in ``DatasetCatalog`` and the
-metadata in ``MetadataCatalog``. Registration reads nothing from disk.
+returning Detectron2 dataset dicts (schema in docs/datasets.md; built with :mod:`.records`) and
+decorates it with :func:`register_source`, which registers ``fx_<key>_<split>`` in
+``DatasetCatalog`` and the metadata in ``MetadataCatalog``. Registration reads nothing from disk.
 """
 
-import logging
-import math
-import os
-from typing import Any, List, Optional, Sequence
+from typing import Any, Sequence
 
 from ..catalog import DatasetSpec, register_dataset_source
-from ..problems import DatasetProblemError, ProblemLog
-
-logger = logging.getLogger(__name__)
-
-
-def resolve_inside(
-    root: str, relative: str, problems: Optional[ProblemLog] = None, where: str = ""
-) -> Optional[str]:
-    """Join a path read from a CSV/JSON onto ``root`` and refuse it if it escapes ``root``.
-
-    Returns:
-        the joined path, or None when it escapes (recorded as ``path_outside_root``; raises
-        ``DatasetProblemError`` when ``problems`` is None or strict).
-    """
-    root_real = os.path.realpath(root)
-    joined = os.path.realpath(os.path.join(root_real, relative))
-    if joined != root_real and not joined.startswith(root_real + os.sep):
-        msg = f"path {relative!r} resolves outside the dataset root {root!r}; refused"
-        if problems is None:
-            raise DatasetProblemError(f"{where}: {msg}")
-        problems.add("path_outside_root", where, msg)
-        return None
-    return joined
-
-
-def clip_box(
-    box: Sequence[float],
-    width: int,
-    height: int,
-    problems: ProblemLog,
-    where: str,
-    min_size: float = 1.0,
-) -> Optional[List[float]]:
-    """Clip an XYXY_ABS box to the image; drop it when degenerate (side < ``min_size`` px).
-
-    Clipping is counted as ``box_clipped``, dropping as ``box_degenerate``.
-    """
-    x0, y0, x1, y1 = (float(v) for v in box)
-    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
-        problems.add("box_degenerate", where, f"non-finite box {list(box)}")
-        return None
-    c = [min(max(x0, 0.0), width), min(max(y0, 0.0), height),
-         min(max(x1, 0.0), width), min(max(y1, 0.0), height)]  # fmt: skip
-    if c != [x0, y0, x1, y1]:
-        problems.add("box_clipped", where, f"box {[x0, y0, x1, y1]} outside {width}x{height}")
-    if c[2] - c[0] < min_size or c[3] - c[1] < min_size:
-        problems.add("box_degenerate", where, f"box {[x0, y0, x1, y1]} is empty after clipping")
-        return None
-    return c
 
 
 def register_source(

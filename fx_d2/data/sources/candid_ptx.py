@@ -1,6 +1,6 @@
 """CANDID-PTX, read from the original download.
 
-Layout under ``<root>/candid_ptx/`` (datasets.md §8)::
+Layout under ``<root>/candid_ptx/`` (datasets/README.md, section candid_ptx)::
 
     dataset/<SOPInstanceUID>          DICOMs named by SOPInstanceUID, no extension
                                       (``dataset1/dataset/`` as some archives nest it is accepted)
@@ -11,11 +11,11 @@ Layout under ``<root>/candid_ptx/`` (datasets.md §8)::
     Rib_fracture_mask_rle.csv          this variant, rows deduplicated)
 
 RLE: SIIM-style relative (gap, length) pairs, column-major, on the DICOM grid
-(:func:`fx_d2.data.sources.siim_acr.siim_rle_to_coco`; the grid is taken from Rows/Columns, so the
+(:func:`fx_d2.data.rle.siim_rle_to_coco`; the grid is taken from Rows/Columns, so the
 FX ``reshape(rows, cols).T`` bug on non-square images does not apply).
 
 Classes: the reference trains its CANDID classifier, localisation decoder and segmentation head on
-pneumothorax only (method.md §7.2), so ``cls_classes = thing_classes = seg_classes =
+pneumothorax only (docs/method.md), so ``cls_classes = thing_classes = seg_classes =
 ["Pneumothorax"]`` and converted reference heads line up. Chest tubes and rib fractures are kept
 outside ``annotations`` so that no head trains on them by accident:
 
@@ -31,18 +31,17 @@ of the common third-party 13,465 / 1,925 / 3,846 split); the patient is the ``P<
 validation list; use ``fx_candid_ptx_val`` for that comparison.
 """
 
-import logging
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
-from detectron2.structures import BoxMode
-
-from ..rle import is_empty_rle
-from .base import ProblemLog, register_source, resolve_inside
-from .common import dicom_header, hash_fraction, read_stripped_csv
-from .siim_acr import RLEOverflowError, siim_rle_to_coco
-
-logger = logging.getLogger(__name__)
+from ..problems import ProblemLog
+from ..rle import is_empty_rle, siim_rle_to_coco
+from ..splits import TRAIN_VAL_TEST, hash_split
+from .base import register_source
+from .headers import existing_image_size
+from .paths import first_existing, require_file, resolve_inside
+from .records import image_record, rle_annotations
+from .tables import read_stripped_csv
 
 KEY = "candid_ptx"
 CLASSES = ("Pneumothorax",)
@@ -50,17 +49,6 @@ EXTRA_CLASSES = ("Chest tube", "Rib fracture")
 REPORTS_CSV = "Pneumothorax_reports.csv"
 EXTRA_CSVS = (("chest_tube.csv",), ("acute_rib_fracture.csv", "Rib_fracture_mask_rle.csv"))
 IMAGE_FOLDERS = ("dataset", os.path.join("dataset1", "dataset"))
-SPLIT_FRACTIONS = (("train", 0.7), ("val", 0.1), ("test", 0.2))
-
-
-def split_of(patient: str) -> str:
-    """Split of a patient key under the 70/10/20 md5 rule."""
-    u, acc = hash_fraction(KEY, patient), 0.0
-    for split, fraction in SPLIT_FRACTIONS:
-        acc += fraction
-        if u < acc:
-            return split
-    return SPLIT_FRACTIONS[-1][0]
 
 
 def patient_of(filename: str, sop: str) -> Tuple[str, bool]:
@@ -69,18 +57,6 @@ def patient_of(filename: str, sop: str) -> Tuple[str, bool]:
     if len(head) > 1 and head[0] in "Pp" and head[1:].isdigit():
         return "P" + head[1:], True
     return sop, False
-
-
-def _convert(
-    rle: str, height: int, width: int, where: str, sop: str, problems: ProblemLog
-) -> Tuple[bool, Optional[Tuple[Dict[str, Any], List[float]]]]:
-    """(ok, converted) for one RLE cell; problems are recorded with file and line."""
-    try:
-        return True, siim_rle_to_coco(rle, height, width)
-    except ValueError as e:
-        kind = "rle_overflow" if isinstance(e, RLEOverflowError) else "bad_row"
-        problems.add(kind, where, f"SOPInstanceUID {sop}: {e}")
-        return False, None
 
 
 def _read_extra(root: str, problems: ProblemLog) -> List[Dict[str, List[Tuple[str, str]]]]:
@@ -120,15 +96,8 @@ def _read_extra(root: str, problems: ProblemLog) -> List[Dict[str, List[Tuple[st
 )
 def load_candid_ptx(root: str, split: str, problems: ProblemLog) -> List[Dict[str, Any]]:
     """Read one split of CANDID-PTX (see the module docstring for layout and rules)."""
-    csv_path = os.path.join(root, REPORTS_CSV)
-    if not os.path.isfile(csv_path):
-        raise FileNotFoundError(f"{csv_path} not found (see datasets/README.md)")
-    image_dir = next(
-        (os.path.join(root, d) for d in IMAGE_FOLDERS if os.path.isdir(os.path.join(root, d))), None
-    )
-    if image_dir is None:
-        raise FileNotFoundError(f"{root}: no DICOM folder {IMAGE_FOLDERS} (see datasets/README.md)")
-
+    csv_path = require_file(os.path.join(root, REPORTS_CSV))
+    image_dir = first_existing(root, IMAGE_FOLDERS, "DICOM folder")
     reports: Dict[str, Dict[str, Any]] = {}
     for line, row in read_stripped_csv(csv_path, ("SOPInstanceUID", "EncodedPixels"), problems):
         sop = row["SOPInstanceUID"]
@@ -143,70 +112,34 @@ def load_candid_ptx(root: str, split: str, problems: ProblemLog) -> List[Dict[st
     dicts = []
     for sop, entry in reports.items():
         patient, known = patient_of(entry["filename"], sop)
-        if split_of(patient) != split:
+        if hash_split(KEY, patient, TRAIN_VAL_TEST) != split:
             continue
         where = f"{csv_path}:{entry['line']}"
         path = resolve_inside(image_dir, sop, problems, where)
-        if path is None:
+        size = None if path is None else existing_image_size(path, problems, where, dicom=True)
+        if size is None:
             continue
-        if not os.path.exists(path):
-            problems.add("missing_image", where, f"DICOM {path} does not exist")
-            continue
-        try:
-            height, width, _ = dicom_header(path)
-        except ValueError as e:
-            problems.add("bad_image", path, str(e))
-            continue
-        annotations, ok, positive = [], True, False
-        for cell_where, rle in entry["rles"]:
-            if is_empty_rle(rle):
-                continue
-            positive = True
-            ok, converted = _convert(rle, height, width, cell_where, sop, problems)
-            if not ok:
-                break
-            if converted is not None:
-                segmentation, box = converted
-                annotations.append(
-                    dict(
-                        bbox=box,
-                        bbox_mode=BoxMode.XYXY_ABS,
-                        category_id=0,
-                        iscrowd=0,
-                        segmentation=segmentation,
-                    )
-                )
-        if not ok:
+        what = f"SOPInstanceUID {sop}"
+        cells = [(w, what, 0, rle) for w, rle in entry["rles"] if not is_empty_rle(rle)]
+        annotations = rle_annotations(siim_rle_to_coco, cells, size, problems)
+        if annotations is None:
             continue
         extra_annotations, extra_labels = [], []
         for category, table in enumerate(extra_tables):
-            cells = table.get(sop, [])
-            extra_labels.append(1.0 if cells else 0.0)
-            for cell_where, rle in cells:
-                good, converted = _convert(rle, height, width, cell_where, sop, problems)
-                if good and converted is not None:
-                    segmentation, box = converted
-                    extra_annotations.append(
-                        dict(
-                            bbox=box,
-                            bbox_mode=BoxMode.XYXY_ABS,
-                            category_id=category,
-                            iscrowd=0,
-                            segmentation=segmentation,
-                        )
-                    )
-        record = dict(
-            file_name=path,
-            height=height,
-            width=width,
-            image_id=f"{KEY}/{sop}",
-            dataset_name=KEY,
-            cls_labels=[1.0 if positive else 0.0],
+            extra_labels.append(1.0 if table.get(sop) else 0.0)
+            for w, rle in table.get(sop, []):  # a bad extra mask costs only that annotation
+                cell = [(w, what, category, rle)]
+                extra_annotations += rle_annotations(siim_rle_to_coco, cell, size, problems) or []
+        record = image_record(
+            KEY,
+            path,
+            size,
+            sop,
+            cls_labels=[1.0 if cells else 0.0],
             annotations=annotations,
             extra_annotations=extra_annotations,
             extra_cls_labels=extra_labels,
+            patient_id=patient if known else None,
         )
-        if known:
-            record["patient_id"] = patient
         dicts.append(record)
     return dicts

@@ -1,6 +1,6 @@
 """CheXpert v1.0 / v1.0-small (Stanford), read from the original download.
 
-Layout under ``<root>/chexpert/`` (datasets.md §1)::
+Layout under ``<root>/chexpert/`` (datasets/README.md, section chexpert)::
 
     CheXpert-v1.0-small/                 (or CheXpert-v1.0/, or the CSVs directly in chexpert/)
       train.csv  valid.csv               Path,Sex,Age,Frontal/Lateral,AP/PA,<14 observations>
@@ -27,57 +27,24 @@ carries ``patient_id`` (``patientNNNNN``), ``study_id`` (``patientNNNNN/studyK``
 (``frontal``/``lateral``, from the file name). Height and width come from the JPEG header.
 """
 
-import logging
-import math
 import os
 import re
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
-from .base import ProblemLog, register_source
-from .common import existing_image_size, join_inside, read_stripped_csv
-
-logger = logging.getLogger(__name__)
+from ..problems import ProblemLog
+from .base import register_source
+from .headers import existing_image_size
+from .labeler import CLASSES, REPORT_CLASSES, parse_observations
+from .paths import first_existing, join_inside
+from .records import image_record
+from .tables import read_stripped_csv
 
 KEY = "chexpert"
-CLASSES = (
-    "No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion",
-    "Edema", "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion",
-    "Pleural Other", "Fracture", "Support Devices",
-)  # fmt: skip
-REPORT_CLASSES = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
 RELEASE_FOLDERS = ("CheXpert-v1.0", "CheXpert-v1.0-small", "")
 TEST_FOLDERS = ("CheXpert", os.path.join("CheXlocalize", "CheXpert"), "") + RELEASE_FOLDERS[:2]
 CSV_NAMES = {"train": "train.csv", "val": "valid.csv", "test": "test_labels.csv"}
 _PATIENT = re.compile(r"(patient\d+)")
 _STUDY = re.compile(r"(study\d+)")
-
-
-def parse_observation(value: str) -> float:
-    """CheXpert-labeler cell -> 1.0 / 0.0 / -1.0, or NaN for a blank cell.
-
-    Raises:
-        ValueError: any other value.
-    """
-    value = value.strip()
-    if not value:
-        return math.nan
-    number = float(value)
-    if number not in (1.0, 0.0, -1.0):
-        raise ValueError(f"label value {value!r} is not 1, 0, -1 or blank")
-    return number
-
-
-def parse_observations(
-    row: Dict[str, str], classes: Sequence[str]
-) -> Tuple[Optional[List[float]], str]:
-    """(labels in ``classes`` order, "") or (None, reason) for a CSV row."""
-    labels = []
-    for name in classes:
-        try:
-            labels.append(parse_observation(row[name]))
-        except ValueError as e:
-            return None, f"column {name!r}: {e}"
-    return labels, ""
 
 
 def find_csv(root: str, split: str) -> str:
@@ -88,14 +55,8 @@ def find_csv(root: str, split: str) -> str:
     """
     name = CSV_NAMES[split]
     folders = TEST_FOLDERS if split == "test" else RELEASE_FOLDERS
-    candidates = [os.path.join(root, folder, name) for folder in folders]
-    for path in candidates:
-        if os.path.isfile(path):
-            return path
-    hint = " (the CheXlocalize download)" if split == "test" else ""
-    raise FileNotFoundError(
-        f"CheXpert {split}: none of {candidates} exists{hint} (see datasets/README.md)"
-    )
+    what = f"{name} (the CheXlocalize download)" if split == "test" else name
+    return first_existing(root, [os.path.join(folder, name) for folder in folders], what)
 
 
 def image_path(
@@ -133,29 +94,24 @@ def load_chexpert(root: str, split: str, problems: ProblemLog) -> List[Dict[str,
             problems.add("bad_row", where, reason)
             continue
         path, key = image_path(csv_dir, row["Path"], problems, where)
-        if path is None:
-            continue
-        size = existing_image_size(path, problems, where)
+        size = None if path is None else existing_image_size(path, problems, where)
         if size is None:
             continue
-        height, width = size
-        record = dict(
-            file_name=path,
-            height=height,
-            width=width,
-            image_id=f"{KEY}/{os.path.splitext(key)[0]}",
-            dataset_name=KEY,
-            cls_labels=labels,
-        )
         patient, study = _PATIENT.search(key), _STUDY.search(key)
-        if patient:
-            record["patient_id"] = patient.group(1)
-            if study:
-                record["study_id"] = f"{patient.group(1)}/{study.group(1)}"
+        patient_id = patient.group(1) if patient else None
         base = os.path.basename(key).lower()
         view = row.get("Frontal/Lateral", "").lower()
         if "lateral" in base or "frontal" in base:
             view = "lateral" if "lateral" in base else "frontal"
-        record["view"] = view or None
+        record = image_record(
+            KEY,
+            path,
+            size,
+            os.path.splitext(key)[0],
+            cls_labels=labels,
+            patient_id=patient_id,
+            study_id=f"{patient_id}/{study.group(1)}" if patient and study else None,
+            view=view or None,
+        )
         dicts.append(record)
     return dicts

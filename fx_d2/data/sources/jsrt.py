@@ -1,7 +1,8 @@
 """JSRT with the SCR masks (lungs, heart, clavicles), read from the original downloads.
 
-Layout under ``<root>/jsrt/`` (datasets.md §15; found by walking the folder, so the archives'
-extra nesting levels such as ``All247images/All247images/`` or ``scr/scratch/`` do not matter)::
+Layout under ``<root>/jsrt/`` (datasets/README.md, section jsrt; found by walking the folder, so
+the archives' extra nesting levels such as ``All247images/All247images/`` or ``scr/scratch/`` do
+not matter)::
 
     All247images/JPCLN001.IMG ... JPCLN154.IMG, JPCNN001.IMG ... JPCNN093.IMG
     scratch/fold1/masks/{left lung,right lung,heart,left clavicle,right clavicle}/JPCLN001.gif
@@ -10,7 +11,7 @@ extra nesting levels such as ``All247images/All247images/`` or ``scr/scratch/`` 
 Images: headerless raw, big-endian uint16, 12 bits stored inverted, 2048x2048 (the side is read
 from the file size by :func:`fx_d2.data.io.read_image`). Masks: SCR GIFs on the half-resolution
 1024x1024 canvas; ``height``/``width`` are that annotation grid, so the image is twice the size of
-the dict's grid and the mapper resizes it down (datasets.md "Record schema": JSRT = 1024).
+the dict's grid and the mapper resizes it down (docs/datasets.md, the record schema).
 
 Classes (thing = seg): ``["Left Lung", "Right Lung", "Heart", "Left Clavicle", "Right Clavicle"]``
 (patient's sides), one annotation per structure (COCO RLE, box from the mask). The reference's
@@ -22,19 +23,17 @@ fold comes from the mask path (``fold1``/``fold2``) and, when the path has none,
 parity (odd = fold1). Leakage: the JSRT nodule images are part of NODE21.
 """
 
-import logging
 import os
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
-from detectron2.structures import BoxMode
+import numpy as np
 
-from ..io import ImageReadError, read_image_size, read_mask
-from ..masks import mask_to_box
-from ..rle import mask_to_coco_rle
-from .base import ProblemLog, register_source
-
-logger = logging.getLogger(__name__)
+from ..io import ImageReadError, read_mask
+from ..problems import ProblemLog
+from .base import register_source
+from .headers import existing_image_size
+from .records import image_record, mask_annotation, present
 
 KEY = "jsrt"
 CLASSES = ("Left Lung", "Right Lung", "Heart", "Left Clavicle", "Right Clavicle")
@@ -73,6 +72,31 @@ def _index(root: str) -> Tuple[Dict[str, str], Dict[str, Dict[str, str]], Dict[s
     return images, masks, folds
 
 
+def _read_masks(
+    paths: Dict[str, str], side: int, problems: ProblemLog
+) -> Optional[List[np.ndarray]]:
+    """The masks of :data:`CLASSES`, on one square grid that divides the image side; None after
+    reporting an unreadable or mismatched one."""
+    masks: List[np.ndarray] = []
+    for name in CLASSES:
+        try:
+            mask = read_mask(paths[name])
+        except ImageReadError as e:
+            problems.add("bad_image", paths[name], str(e))
+            return None
+        grid = masks[0].shape if masks else mask.shape
+        if mask.shape != grid or grid[0] != grid[1] or side % grid[0]:
+            problems.add(
+                "bad_row",
+                paths[name],
+                f"mask {mask.shape} does not match the other masks {grid} or the "
+                f"{side}x{side} image",
+            )
+            return None
+        masks.append(mask)
+    return masks
+
+
 @register_source(
     KEY,
     splits=("train", "test"),
@@ -84,13 +108,13 @@ def _index(root: str) -> Tuple[Dict[str, str], Dict[str, Dict[str, str]], Dict[s
 )
 def load_jsrt(root: str, split: str, problems: ProblemLog) -> List[Dict[str, Any]]:
     """Read one split of JSRT+SCR (see the module docstring for layout and rules)."""
-    images, masks, folds = _index(root)
+    images, mask_paths, folds = _index(root)
     if not images:
         raise FileNotFoundError(f"{root}: no *.IMG files (All247images/; see datasets/README.md)")
     dicts = []
-    for stem in sorted(set(images) | set(masks)):
+    for stem in sorted(set(images) | set(mask_paths)):
         match = NAME_RE.match(stem)
-        where = images.get(stem) or next(iter(masks[stem].values()))
+        where = images.get(stem) or next(iter(mask_paths[stem].values()))
         if match is None:
             problems.add("bad_row", where, "name is not JPCLN<nnn> or JPCNN<nnn>")
             continue
@@ -101,56 +125,22 @@ def load_jsrt(root: str, split: str, problems: ProblemLog) -> List[Dict[str, Any
             problems.add("missing_image", where, f"SCR masks of {stem} but no {stem}.IMG")
             continue
         path = images[stem]
-        lacking = [c for c in CLASSES if c not in masks.get(stem, {})]
+        lacking = [c for c in CLASSES if c not in mask_paths.get(stem, {})]
         if lacking:
             problems.add("missing_mask", path, f"no SCR mask for {lacking}")
             continue
-        try:
-            side = read_image_size(path)[0]
-        except ImageReadError as e:
-            problems.add("bad_image", path, str(e))
-            continue
-        annotations, grid, ok = [], None, True
-        for category, name in enumerate(CLASSES):
-            try:
-                mask = read_mask(masks[stem][name])
-            except ImageReadError as e:
-                problems.add("bad_image", masks[stem][name], str(e))
-                ok = False
-                break
-            if grid is None:
-                grid = mask.shape
-            if mask.shape != grid or grid[0] != grid[1] or side % grid[0]:
-                problems.add(
-                    "bad_row",
-                    masks[stem][name],
-                    f"mask {mask.shape} does not match the other masks {grid} or the "
-                    f"{side}x{side} image",
-                )
-                ok = False
-                break
-            box = mask_to_box(mask)
-            if box is not None:
-                annotations.append(
-                    dict(
-                        bbox=list(box),
-                        bbox_mode=BoxMode.XYXY_ABS,
-                        category_id=category,
-                        iscrowd=0,
-                        segmentation=mask_to_coco_rle(mask),
-                    )
-                )
-        if not ok:
+        size = existing_image_size(path, problems, path)
+        masks = None if size is None else _read_masks(mask_paths[stem], size[0], problems)
+        if masks is None:
             continue
         dicts.append(
-            dict(
-                file_name=path,
-                height=grid[0],
-                width=grid[1],
-                image_id=f"{KEY}/{stem}",
-                dataset_name=KEY,
+            image_record(
+                KEY,
+                path,
+                masks[0].shape,
+                stem,
                 patient_id=stem,
-                annotations=annotations,
+                annotations=present(mask_annotation(m, c) for c, m in enumerate(masks)),
                 extra_cls_labels=[float(match.group(1).upper() == "LN")],
             )
         )

@@ -1,7 +1,8 @@
 """MIMIC-CXR-JPG 2.0.0 (PhysioNet), read from the original download.
 
-Layout under ``<root>/mimic_cxr/`` (datasets.md §5); the files may also sit one level down in
-``2.0.0/``, ``mimic-cxr-jpg/2.0.0/`` or ``physionet.org/files/mimic-cxr-jpg/2.0.0/`` (wget)::
+Layout under ``<root>/mimic_cxr/`` (datasets/README.md, section mimic_cxr); the files may also sit
+one level down in ``2.0.0/``, ``mimic-cxr-jpg/2.0.0/`` or
+``physionet.org/files/mimic-cxr-jpg/2.0.0/`` (wget)::
 
     mimic-cxr-2.0.0-chexpert.csv.gz   subject_id,study_id,<14 observations> (per STUDY)
     mimic-cxr-2.0.0-metadata.csv.gz   dicom_id,subject_id,study_id,...,ViewPosition,Rows,Columns,...
@@ -11,7 +12,7 @@ Layout under ``<root>/mimic_cxr/`` (datasets.md §5); the files may also sit one
 (``.csv`` files are read as well as ``.csv.gz``.) One dict per image listed in the split file, with
 ``validate`` registered as ``val``. Labels are per study: every image of a study gets the row of
 ``(subject_id, study_id)`` from the chexpert file, columns selected by name and put in the
-CheXpert/reference order (``cls_classes``, same 14 as :mod:`.chexpert`), values raw (1, 0, -1,
+CheXpert/reference order (``cls_classes``, the 14 of :mod:`.labeler`), values raw (1, 0, -1,
 blank -> NaN). The reference mapped -1 to 1 and blank to 0 (``reference_uncertain_policy``) and
 reports the 5 competition labels (``cls_report_classes``). An image whose study has no label row
 is dropped and counted (``unlabelled_study``).
@@ -22,16 +23,16 @@ metadata ``Rows``/``Columns`` (the JPEGs keep the DICOM grid), else from the JPE
 are already display-ready (MONOCHROME1 inverted, equalised): read them as they are.
 """
 
-import logging
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..io import ImageReadError, read_image_size
-from .base import ProblemLog, register_source
-from .chexpert import CLASSES, REPORT_CLASSES, parse_observations
-from .common import find_release_folder, join_inside, read_stripped_csv_any
-
-logger = logging.getLogger(__name__)
+from ..problems import ProblemLog
+from .base import register_source
+from .headers import existing_image_size
+from .labeler import CLASSES, REPORT_CLASSES, parse_observations
+from .paths import first_existing, join_inside
+from .records import image_record
+from .tables import read_stripped_csv
 
 KEY = "mimic_cxr"
 PREFIX = "mimic-cxr-2.0.0-"
@@ -60,9 +61,9 @@ def find_release(root: str) -> str:
     Raises:
         FileNotFoundError: no candidate folder has the split file.
     """
-    return find_release_folder(
-        root, BASE_FOLDERS, lambda folder: _find(folder, "split"), f"{PREFIX}split.csv[.gz]"
-    )
+    names = [f"{PREFIX}split.csv.gz", f"{PREFIX}split.csv"]
+    candidates = [os.path.join(folder, name) for folder in BASE_FOLDERS for name in names]
+    return os.path.dirname(first_existing(root, candidates, f"{PREFIX}split.csv[.gz]"))
 
 
 def _positive_int(value: str) -> Optional[int]:
@@ -75,7 +76,7 @@ def _positive_int(value: str) -> Optional[int]:
 
 def _read_labels(path: str, problems: ProblemLog) -> Dict[Tuple[str, str], List[float]]:
     labels: Dict[Tuple[str, str], List[float]] = {}
-    for line, row in read_stripped_csv_any(path, ("subject_id", "study_id") + CLASSES, problems):
+    for line, row in read_stripped_csv(path, ("subject_id", "study_id") + CLASSES, problems):
         where = f"{path}:{line}"
         values, reason = parse_observations(row, CLASSES)
         if values is None:
@@ -89,15 +90,15 @@ def _read_labels(path: str, problems: ProblemLog) -> Dict[Tuple[str, str], List[
     return labels
 
 
-def _read_metadata(path: Optional[str], problems: ProblemLog) -> Dict[str, Tuple[Any, ...]]:
-    """dicom_id -> (ViewPosition or None, Rows or None, Columns or None)."""
+def _read_metadata(path: Optional[str], problems: ProblemLog) -> Dict[str, Tuple[Any, Any]]:
+    """dicom_id -> (ViewPosition or None, (Rows, Columns) or None)."""
     if path is None:
         return {}
     meta = {}
-    for _, row in read_stripped_csv_any(path, ("dicom_id",), problems):
+    for _, row in read_stripped_csv(path, ("dicom_id",), problems):
         view = row.get("ViewPosition", "") or None
         rows, columns = _positive_int(row.get("Rows", "")), _positive_int(row.get("Columns", ""))
-        meta[row["dicom_id"]] = (view, rows, columns)
+        meta[row["dicom_id"]] = (view, (rows, columns) if rows and columns else None)
     return meta
 
 
@@ -122,7 +123,7 @@ def load_mimic_cxr(root: str, split: str, problems: ProblemLog) -> List[Dict[str
     required = ("dicom_id", "study_id", "subject_id", "split")
 
     dicts = []
-    for line, row in read_stripped_csv_any(split_path, required, problems):
+    for line, row in read_stripped_csv(split_path, required, problems):
         where = f"{split_path}:{line}"
         value = row["split"]
         if value not in SPLIT_VALUES.values():
@@ -141,29 +142,19 @@ def load_mimic_cxr(root: str, split: str, problems: ProblemLog) -> List[Dict[str
             continue
         rel = os.path.join("files", f"p{subject[:2]}", f"p{subject}", f"s{study}", f"{dicom}.jpg")
         path = join_inside(base, rel, problems, where)
-        if path is None:
+        view, known = meta.get(dicom, (None, None))
+        size = None if path is None else existing_image_size(path, problems, where, known=known)
+        if size is None:
             continue
-        if not os.path.exists(path):
-            problems.add("missing_image", where, f"image {path} does not exist")
-            continue
-        view, height, width = meta.get(dicom, (None, None, None))
-        if height is None or width is None:
-            try:
-                height, width = read_image_size(path)
-            except ImageReadError as e:
-                problems.add("bad_image", where, str(e))
-                continue
-        dicts.append(
-            dict(
-                file_name=path,
-                height=height,
-                width=width,
-                image_id=f"{KEY}/{dicom}",
-                dataset_name=KEY,
-                patient_id=subject,
-                study_id=study,
-                view_position=view,
-                cls_labels=list(values),
-            )
+        record = image_record(
+            KEY,
+            path,
+            size,
+            dicom,
+            patient_id=subject,
+            study_id=study,
+            view_position=view,
+            cls_labels=list(values),
         )
+        dicts.append(record)
     return dicts

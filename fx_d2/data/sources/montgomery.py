@@ -1,7 +1,7 @@
 """NIH Montgomery County CXR set (lung masks), read from the original download.
 
-Layout under ``<root>/montgomery/`` (datasets.md §14; the ``MontgomerySet/`` level of
-``NLM-MontgomeryCXRSet.zip`` may be kept or left out)::
+Layout under ``<root>/montgomery/`` (datasets/README.md, section montgomery; the
+``MontgomerySet/`` level of ``NLM-MontgomeryCXRSet.zip`` may be kept or left out)::
 
     MontgomerySet/CXR_png/MCUCXR_0001_0.png                  (_0 normal, _1 tuberculosis)
     MontgomerySet/ManualMask/leftMask/MCUCXR_0001_0.png      binary PNG, same name and size
@@ -14,7 +14,8 @@ Classes: the reference segments the union of both lungs as one channel, so ``seg
 ["Lungs", "Left Lung", "Right Lung"]`` with three annotations per image (COCO RLE, box from the
 mask; stray extra blobs of some masks are kept as drawn). Re-register with
 ``seg_classes=["Left Lung", "Right Lung"]`` for a two-channel task. Masks are thresholded at > 0
-(0/255 PNGs); a mask whose size differs from the image is a ``bad_row``.
+(0/255 PNGs); a mask whose size differs from the image is a ``bad_row``, a missing one a
+``missing_mask``.
 
 The TB flag from the name suffix is kept as ``extra_cls_labels = [tb]`` (metadata
 ``extra_cls_classes = ["Tuberculosis"]``); the reference uses Montgomery for segmentation only.
@@ -23,43 +24,51 @@ Splits: none official. md5 hash of the patient (``MCUCXR_0001``, one image each)
 70/10/20 %. Loading decodes the 276 full-size masks (about 20 s for the real set).
 """
 
-import logging
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Tuple
 
-import pycocotools.mask as mask_util
-from detectron2.structures import BoxMode
+import numpy as np
 
-from ..io import ImageReadError, read_image_size, read_mask
-from ..masks import mask_to_box
-from ..rle import mask_to_coco_rle
-from .base import ProblemLog, register_source
-from .common import hash_fraction
-
-logger = logging.getLogger(__name__)
+from ..io import ImageReadError, read_mask
+from ..problems import ProblemLog
+from ..splits import TRAIN_VAL_TEST, hash_split
+from .base import register_source
+from .headers import existing_image_size
+from .paths import first_existing
+from .records import image_record, mask_annotation, present
 
 KEY = "montgomery"
 CLASSES = ("Lungs", "Left Lung", "Right Lung")
 SEG_CLASSES = ("Lungs",)
-MASK_FOLDERS = (("Left Lung", "leftMask"), ("Right Lung", "rightMask"))
-SPLIT_FRACTIONS = (("train", 0.7), ("val", 0.1), ("test", 0.2))
-
-
-def split_of(patient: str) -> str:
-    """Split of a patient under the 70/10/20 md5 rule."""
-    u, acc = hash_fraction(KEY, patient), 0.0
-    for split, fraction in SPLIT_FRACTIONS:
-        acc += fraction
-        if u < acc:
-            return split
-    return SPLIT_FRACTIONS[-1][0]
+MASK_FOLDERS = ("leftMask", "rightMask")  # CLASSES[1:]
 
 
 def find_set_dir(root: str) -> str:
-    for candidate in (os.path.join(root, "MontgomerySet"), root):
-        if os.path.isdir(os.path.join(candidate, "CXR_png")):
-            return candidate
-    raise FileNotFoundError(f"{root}: no MontgomerySet/CXR_png folder (see datasets/README.md)")
+    """``MontgomerySet/`` or ``root`` itself, whichever holds ``CXR_png/``."""
+    return first_existing(root, ("MontgomerySet", ""), "CXR_png folder", marker="CXR_png")
+
+
+def _read_masks(
+    base: str, name: str, size: Tuple[int, int], problems: ProblemLog, where: str
+) -> Optional[List[np.ndarray]]:
+    """The left and right lung masks of image ``name``; None after reporting a missing,
+    unreadable or mis-sized one."""
+    masks = []
+    for folder in MASK_FOLDERS:
+        mask_path = os.path.join(base, "ManualMask", folder, name)
+        if not os.path.exists(mask_path):
+            problems.add("missing_mask", where, f"mask {mask_path} does not exist")
+            return None
+        try:
+            mask = read_mask(mask_path)
+        except ImageReadError as e:
+            problems.add("bad_image", mask_path, str(e))
+            return None
+        if mask.shape != size:
+            problems.add("bad_row", mask_path, f"mask is {mask.shape}, image is {size}")
+            return None
+        masks.append(mask)
+    return masks
 
 
 @register_source(
@@ -82,75 +91,26 @@ def load_montgomery(root: str, split: str, problems: ProblemLog) -> List[Dict[st
             continue
         parts = stem.split("_")
         patient = "_".join(parts[:2])
-        if split_of(patient) != split:
+        if hash_split(KEY, patient, TRAIN_VAL_TEST) != split:
             continue
         path = os.path.join(image_dir, name)
         if len(parts) != 3 or parts[2] not in ("0", "1"):
             problems.add("bad_row", path, "name is not MCUCXR_<n>_<0|1>.png")
             continue
-        try:
-            height, width = read_image_size(path)
-        except ImageReadError as e:
-            problems.add("bad_image", path, str(e))
+        size = existing_image_size(path, problems, path)
+        masks = None if size is None else _read_masks(base, name, size, problems, path)
+        if masks is None:
             continue
-        rles, ok = {}, True
-        for cls_name, folder in MASK_FOLDERS:
-            mask_path = os.path.join(base, "ManualMask", folder, name)
-            if not os.path.exists(mask_path):
-                problems.add("missing_mask", path, f"mask {mask_path} does not exist")
-                ok = False
-                break
-            try:
-                mask = read_mask(mask_path)
-            except ImageReadError as e:
-                problems.add("bad_image", mask_path, str(e))
-                ok = False
-                break
-            if mask.shape != (height, width):
-                problems.add(
-                    "bad_row", mask_path, f"mask is {mask.shape}, image is {(height, width)}"
-                )
-                ok = False
-                break
-            if mask.any():
-                rles[cls_name] = (mask_to_coco_rle(mask), list(mask_to_box(mask)))
-        if not ok:
-            continue
-        annotations = []
-        if rles:
-            union = mask_util.merge(
-                [{"size": r["size"], "counts": r["counts"].encode()} for r, _ in rles.values()]
-            )
-            boxes = [b for _, b in rles.values()]
-            union_box = [
-                min(b[0] for b in boxes),
-                min(b[1] for b in boxes),
-                max(b[2] for b in boxes),
-                max(b[3] for b in boxes),
-            ]
-            rles = {
-                "Lungs": ({"size": [height, width], "counts": union["counts"].decode()}, union_box),
-                **rles,
-            }
-        for cls_name, (segmentation, box) in rles.items():
-            annotations.append(
-                dict(
-                    bbox=box,
-                    bbox_mode=BoxMode.XYXY_ABS,
-                    category_id=CLASSES.index(cls_name),
-                    iscrowd=0,
-                    segmentation=segmentation,
-                )
-            )
+        left, right = masks
+        annotations = [mask_annotation(m, c) for c, m in enumerate((left | right, left, right))]
         dicts.append(
-            dict(
-                file_name=path,
-                height=height,
-                width=width,
-                image_id=f"{KEY}/{stem}",
-                dataset_name=KEY,
+            image_record(
+                KEY,
+                path,
+                size,
+                stem,
                 patient_id=patient,
-                annotations=annotations,
+                annotations=present(annotations),
                 extra_cls_labels=[float(parts[2] == "1")],
             )
         )

@@ -1,6 +1,7 @@
 """NODE21 (nodule detection), read from the original download (preprocessed ``.mha`` images).
 
-Layout under ``<root>/node21/`` (datasets.md §7; note the release's spelling ``proccessed``)::
+Layout under ``<root>/node21/`` (datasets/README.md, section node21; note the release's
+spelling ``proccessed``)::
 
     cxr_images/proccessed_data/images/<img_name>.mha   1024 x 1024 standardised (OpenCXR)
     cxr_images/proccessed_data/metadata.csv            img_name,x,y,width,height,label
@@ -19,25 +20,18 @@ Splits: none is public (the test sets are private), so images are split by an md
 image name (patient ids are not released) into ``train`` / ``val`` / ``test`` = 70 / 10 / 20 %.
 """
 
-import logging
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from detectron2.structures import BoxMode
-
-from .base import ProblemLog, clip_box, register_source
-from .common import (
-    existing_image_size,
-    find_release_folder,
-    hash_fraction,
-    join_inside,
-    read_stripped_csv,
-)
-
-logger = logging.getLogger(__name__)
+from ..problems import ProblemLog
+from ..splits import TRAIN_VAL_TEST, hash_split
+from .base import register_source
+from .headers import existing_image_size
+from .paths import first_existing, join_inside
+from .records import box_annotation, image_record, present, xywh_to_xyxy
+from .tables import read_stripped_csv
 
 KEY = "node21"
-FRACTIONS = (("train", 0.7), ("val", 0.8), ("test", 1.0))  # cumulative
 BASE_FOLDERS = (
     os.path.join("cxr_images", "proccessed_data"),
     os.path.join("cxr_images", "processed_data"),
@@ -47,24 +41,13 @@ BASE_FOLDERS = (
 )
 
 
-def split_of(image_stem: str) -> str:
-    """Split of an image (name without extension) under the 70/10/20 md5 rule."""
-    u = hash_fraction(KEY, image_stem)
-    return next(split for split, upper in FRACTIONS if u < upper)
-
-
 def find_release(root: str) -> str:
     """Folder holding ``metadata.csv`` and ``images/``.
 
     Raises:
         FileNotFoundError: no candidate folder has ``metadata.csv``.
     """
-    return find_release_folder(
-        root,
-        BASE_FOLDERS,
-        lambda folder: os.path.isfile(os.path.join(folder, "metadata.csv")),
-        "metadata.csv",
-    )
+    return first_existing(root, BASE_FOLDERS, "metadata.csv", marker="metadata.csv")
 
 
 def _read_rows(path: str, problems: ProblemLog) -> Dict[str, List[Tuple[str, Optional[list]]]]:
@@ -112,37 +95,21 @@ def load_node21(root: str, split: str, problems: ProblemLog) -> List[Dict[str, A
     dicts = []
     for name, entries in rows.items():
         stem = os.path.splitext(os.path.basename(name))[0]
-        if split_of(stem) != split:
+        if hash_split(KEY, stem, TRAIN_VAL_TEST) != split:
             continue
         where = entries[0][0]
         file_name = name if os.path.splitext(name)[1] else f"{name}.mha"
         path = join_inside(os.path.join(base, "images"), file_name, problems, where)
-        if path is None:
-            continue
-        size = existing_image_size(path, problems, where)
+        size = None if path is None else existing_image_size(path, problems, where)
         if size is None:
             continue
-        height, width = size
-        annotations = []
-        for box_where, xywh in entries:
-            if xywh is None:
-                continue
-            x, y, w, h = xywh
-            box = clip_box([x, y, x + w, y + h], width, height, problems, box_where)
-            if box is not None:
-                annotations.append(
-                    dict(bbox=box, bbox_mode=BoxMode.XYXY_ABS, category_id=0, iscrowd=0)
-                )
-        positive = any(xywh is not None for _, xywh in entries)
+        nodules = [(box_where, xywh) for box_where, xywh in entries if xywh is not None]
+        annotations = present(
+            box_annotation(xywh_to_xyxy(xywh), 0, size, problems, box_where)
+            for box_where, xywh in nodules
+        )
+        labels = [1.0 if nodules else 0.0]
         dicts.append(
-            dict(
-                file_name=path,
-                height=height,
-                width=width,
-                image_id=f"{KEY}/{stem}",
-                dataset_name=KEY,
-                cls_labels=[1.0 if positive else 0.0],
-                annotations=annotations,
-            )
+            image_record(KEY, path, size, stem, cls_labels=labels, annotations=annotations)
         )
     return dicts

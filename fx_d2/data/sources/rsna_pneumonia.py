@@ -1,6 +1,6 @@
 """RSNA Pneumonia Detection Challenge (Kaggle, stage 2), read from the original download.
 
-Layout under ``<root>/rsna_pneumonia/`` (datasets.md §9)::
+Layout under ``<root>/rsna_pneumonia/`` (datasets/README.md, section rsna_pneumonia)::
 
     stage_2_train_images/<patientId>.dcm       1024 x 1024, 8-bit MONOCHROME2 (JPEG baseline)
     stage_2_train_labels.csv                   patientId,x,y,width,height,Target
@@ -28,40 +28,23 @@ Splits: only stage-2 train has labels; images are split by an md5 hash into ``tr
 cannot keep one patient's images together. Height/width come from the DICOM header.
 """
 
-import logging
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from detectron2.structures import BoxMode
-
-from .base import ProblemLog, clip_box, register_source
-from .common import existing_image_size, hash_fraction, join_inside, read_stripped_csv
-
-logger = logging.getLogger(__name__)
+from ..problems import ProblemLog
+from ..splits import TRAIN_VAL_TEST, hash_split
+from .base import register_source
+from .headers import existing_image_size
+from .paths import first_existing, join_inside, require_file
+from .records import box_annotation, image_record, present, xywh_to_xyxy
+from .tables import read_stripped_csv
 
 KEY = "rsna_pneumonia"
 CLASSES = ("Normal", "No Lung Opacity / Not Normal", "Lung Opacity")
 REFERENCE_CLASSES = ("Normal", "No Lung Opacity/Not Normal", "Lung Opacity")
 OPACITY = CLASSES.index("Lung Opacity")
-FRACTIONS = (("train", 0.7), ("val", 0.8), ("test", 1.0))  # cumulative
 STAGES = ("stage_2_", "stage_1_")
 MAPPING_CSV = "pneumonia_dataset_mapping.csv"
-
-
-def split_of(group: str) -> str:
-    """Split of a hash group (NIH patient id or patientId) under the 70/10/20 md5 rule."""
-    u = hash_fraction(KEY, group)
-    return next(split for split, upper in FRACTIONS if u < upper)
-
-
-def _find_stage(root: str) -> str:
-    for stage in STAGES:
-        if os.path.isfile(os.path.join(root, f"{stage}train_labels.csv")):
-            return stage
-    raise FileNotFoundError(
-        f"{root}: no stage_2_train_labels.csv (or stage_1_train_labels.csv) "
-        "(see datasets/README.md)"
-    )
 
 
 def _read_labels(path: str, problems: ProblemLog) -> Dict[str, Tuple[str, int, List[Any]]]:
@@ -135,11 +118,10 @@ def _labels(
 )
 def load_rsna_pneumonia(root: str, split: str, problems: ProblemLog) -> List[Dict[str, Any]]:
     """Read one split of RSNA Pneumonia (see the module docstring for layout and rules)."""
-    stage = _find_stage(root)
-    labels_path = os.path.join(root, f"{stage}train_labels.csv")
-    classes_path = os.path.join(root, f"{stage}detailed_class_info.csv")
-    if not os.path.isfile(classes_path):
-        raise FileNotFoundError(f"{classes_path} not found (see datasets/README.md)")
+    labels_csvs = [f"{stage}train_labels.csv" for stage in STAGES]
+    labels_path = first_existing(root, labels_csvs, "train labels CSV")
+    stage = os.path.basename(labels_path)[: -len("train_labels.csv")]
+    classes_path = require_file(os.path.join(root, f"{stage}detailed_class_info.csv"))
     images = _read_labels(labels_path, problems)
     classes = _read_classes(classes_path, problems)
     mapping_path = os.path.join(root, MAPPING_CSV)
@@ -148,32 +130,19 @@ def load_rsna_pneumonia(root: str, split: str, problems: ProblemLog) -> List[Dic
     dicts = []
     for pid, (where, target, boxes) in images.items():
         patient = mapping.get(pid)
-        if split_of(patient or pid) != split:
+        if hash_split(KEY, patient or pid, TRAIN_VAL_TEST) != split:
             continue
         path = join_inside(root, f"{stage}train_images/{pid}.dcm", problems, where)
-        if path is None:
-            continue
-        size = existing_image_size(path, problems, where, dicom=True)
+        size = None if path is None else existing_image_size(path, problems, where, dicom=True)
         if size is None:
             continue
-        height, width = size
-        annotations = []
-        for box_where, (x, y, w, h) in boxes:
-            box = clip_box([x, y, x + w, y + h], width, height, problems, box_where)
-            if box is not None:
-                annotations.append(
-                    dict(bbox=box, bbox_mode=BoxMode.XYXY_ABS, category_id=0, iscrowd=0)
-                )
-        record = dict(
-            file_name=path,
-            height=height,
-            width=width,
-            image_id=f"{KEY}/{pid}",
-            dataset_name=KEY,
-            cls_labels=_labels(target, classes.get(pid), where, problems),
-            annotations=annotations,
+        annotations = present(
+            box_annotation(xywh_to_xyxy(xywh), 0, size, problems, box_where)
+            for box_where, xywh in boxes
         )
-        if patient is not None:
-            record["patient_id"] = patient
+        labels = _labels(target, classes.get(pid), where, problems)
+        record = image_record(
+            KEY, path, size, pid, cls_labels=labels, annotations=annotations, patient_id=patient
+        )
         dicts.append(record)
     return dicts

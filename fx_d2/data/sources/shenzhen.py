@@ -1,6 +1,7 @@
 """NIH Shenzhen chest X-ray set (tuberculosis), read from the original download.
 
-Layout under ``<root>/shenzhen/`` (datasets.md §4; ``ChinaSet_AllFiles.zip`` unpacked)::
+Layout under ``<root>/shenzhen/`` (datasets/README.md, section shenzhen;
+``ChinaSet_AllFiles.zip`` unpacked)::
 
     ChinaSet_AllFiles/CXR_png/CHNCXR_####_L.png     L = 0 normal, 1 tuberculosis
     ChinaSet_AllFiles/ClinicalReadings/CHNCXR_####_L.txt   (sex, age, findings; not read)
@@ -18,31 +19,21 @@ Splits: none official. One image per patient (``CHNCXR_####``), split by an md5 
 into train / val / test = 70 / 10 / 20 % (the reference used its own three lists).
 """
 
-import logging
 import os
 import re
 from typing import Any, Dict, List
 
-from .base import ProblemLog, register_source
-from .common import hash_fraction, png_size
-
-logger = logging.getLogger(__name__)
+from ..problems import ProblemLog
+from ..splits import TRAIN_VAL_TEST, hash_split
+from .base import register_source
+from .headers import existing_image_size
+from .paths import first_existing
+from .records import image_record
 
 KEY = "shenzhen"
 CLASSES = ("Tuberculosis",)
 IMAGE_FOLDERS = (os.path.join("ChinaSet_AllFiles", "CXR_png"), "CXR_png")
-SPLIT_FRACTIONS = (("train", 0.7), ("val", 0.1), ("test", 0.2))
 _NAME = re.compile(r"^(CHNCXR_\d+)_(\d+)\.png$", re.IGNORECASE)
-
-
-def split_of(patient: str) -> str:
-    """Split of a patient id (``CHNCXR_0001``) under the 70/10/20 md5 rule."""
-    u, acc = hash_fraction(KEY, patient), 0.0
-    for split, fraction in SPLIT_FRACTIONS:
-        acc += fraction
-        if u < acc:
-            return split
-    return SPLIT_FRACTIONS[-1][0]
 
 
 @register_source(
@@ -54,46 +45,27 @@ def split_of(patient: str) -> str:
 )
 def load_shenzhen(root: str, split: str, problems: ProblemLog) -> List[Dict[str, Any]]:
     """Read one split of the Shenzhen set (see the module docstring for layout and rules)."""
-    image_dir = next(
-        (os.path.join(root, d) for d in IMAGE_FOLDERS if os.path.isdir(os.path.join(root, d))), None
-    )
-    if image_dir is None:
-        raise FileNotFoundError(f"{root}: no image folder {IMAGE_FOLDERS} (see datasets/README.md)")
+    image_dir = first_existing(root, IMAGE_FOLDERS, "image folder")
     dicts = []
     for name in sorted(os.listdir(image_dir)):
         if not name.lower().endswith(".png"):
             continue
-        where = os.path.join(image_dir, name)
+        path = os.path.join(image_dir, name)
         match = _NAME.match(name)
         if match is None:
-            problems.add("bad_row", where, "file name is not CHNCXR_<number>_<0|1>.png")
+            problems.add("bad_row", path, "file name is not CHNCXR_<number>_<0|1>.png")
             continue
         patient, label = match.group(1).upper(), match.group(2)
         if label not in ("0", "1"):
             problems.add(
-                "unknown_class", where, f"label suffix {label!r}; known: 0 (normal), 1 (TB)"
+                "unknown_class", path, f"label suffix {label!r}; known: 0 (normal), 1 (TB)"
             )
             continue
-        if split_of(patient) != split:
+        if hash_split(KEY, patient, TRAIN_VAL_TEST) != split:
             continue
-        path = where
-        if not os.path.exists(path):
-            problems.add("missing_image", where, "broken link or vanished file")
-            continue
-        try:
-            height, width = png_size(path)
-        except ValueError as e:
-            problems.add("bad_image", where, str(e))
-            continue
-        dicts.append(
-            dict(
-                file_name=path,
-                height=height,
-                width=width,
-                image_id=f"{KEY}/{os.path.splitext(name)[0]}",
-                dataset_name=KEY,
-                patient_id=patient,
-                cls_labels=[float(label)],
-            )
-        )
+        size = existing_image_size(path, problems, path)
+        if size is not None:
+            stem = os.path.splitext(name)[0]
+            labels = [float(label)]
+            dicts.append(image_record(KEY, path, size, stem, patient_id=patient, cls_labels=labels))
     return dicts

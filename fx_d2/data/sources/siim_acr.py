@@ -1,6 +1,6 @@
 """SIIM-ACR Pneumothorax Segmentation (Kaggle), read from the original download.
 
-Layout under ``<root>/siim_acr/`` (datasets.md §11)::
+Layout under ``<root>/siim_acr/`` (datasets/README.md, section siim_acr)::
 
     dicom-images-train/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm   (nested 3 levels)
     dicom-images-test/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm
@@ -9,10 +9,10 @@ Layout under ``<root>/siim_acr/`` (datasets.md §11)::
 
 Labels: one CSV row per annotated region, several rows per image, ``-1`` (possibly ``" -1"``) for
 a negative image; names and values are stripped. RLE: relative (gap, length) pairs, column-major
-(:func:`siim_rle_to_coco`). The stage-2 encoding is unverified, so for ``stage_2_train.csv`` the
-whole file is read as absolute 1-based starts when all its multi-run strings have strictly
-increasing starts, else as relative (:func:`detect_rle_mode`). ``train-rle.csv`` wins when both
-CSVs exist.
+(:func:`fx_d2.data.rle.siim_rle_to_coco`). The stage-2 encoding is unverified, so for
+``stage_2_train.csv`` the whole file is read as absolute 1-based starts when all its multi-run
+strings have strictly increasing starts, else as relative (:func:`fx_d2.data.rle.detect_rle_mode`).
+``train-rle.csv`` wins when both CSVs exist.
 
 Splits: the stage-1 folders are the official split. ``test`` = images under
 ``dicom-images-test``; the images under ``dicom-images-train`` are split into ``train`` (90%) and
@@ -26,17 +26,19 @@ is the union of the rows. An image with a corrupt RLE row is dropped (``rle_over
 so that no positive image trains as an empty mask.
 """
 
+import functools
 import logging
 import os
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
-import numpy as np
-import pycocotools.mask as mask_util
-from detectron2.structures import BoxMode
-
-from ..rle import is_empty_rle
-from .base import ProblemLog, register_source
-from .common import dicom_header, hash_fraction, read_stripped_csv
+from ..problems import ProblemLog
+from ..rle import detect_rle_mode, is_empty_rle, siim_rle_to_coco
+from ..splits import VAL_TRAIN, hash_split
+from .base import register_source
+from .headers import existing_dicom_header
+from .paths import first_existing
+from .records import image_record, rle_annotations
+from .tables import read_stripped_csv
 
 logger = logging.getLogger(__name__)
 
@@ -44,111 +46,6 @@ KEY = "siim_acr"
 CLASSES = ("Pneumothorax",)
 CSV_NAMES = ("train-rle.csv", "stage_2_train.csv")
 IMAGE_FOLDERS = {"dicom-images-train": "train", "dicom-images-test": "test"}
-VAL_FRACTION = 0.1
-
-
-class RLEOverflowError(ValueError):
-    """An RLE run ends past the last pixel of the image."""
-
-
-def siim_rle_to_coco(
-    rle: str, height: int, width: int, mode: str = "relative"
-) -> Optional[Tuple[Dict[str, Any], List[float]]]:
-    """Convert a SIIM/CANDID RLE string to a COCO RLE dict and its XYXY_ABS box, without
-    rasterising (the column-major runs ARE the COCO counts).
-
-    Args:
-        rle: ``"gap length ..."`` (relative, column-major; datasets.md §11) or, with
-            ``mode="absolute"``, 1-based absolute starts; ``"auto"`` picks absolute when >= 2 runs
-            read as strictly increasing non-overlapping absolute starts.
-        height, width: mask size.
-
-    Returns:
-        ``(segmentation, box)`` with box ``[x0, y0, x1, y1]`` on pixel edges, or None for an empty
-        mask (``-1``, blank, or only zero-length runs).
-
-    Raises:
-        ValueError: malformed string or a run past the ``height x width`` image.
-    """
-    if is_empty_rle(rle):
-        return None
-    tokens = str(rle).split()
-    if len(tokens) % 2:
-        raise ValueError(f"RLE has an odd number of values ({len(tokens)}); expected pairs")
-    try:
-        values = np.array(tokens, dtype=np.int64)
-    except ValueError:
-        raise ValueError("RLE has a value that is not an integer") from None
-    if values.size and values.min() < 0:
-        raise ValueError(f"RLE has a negative value ({int(values.min())})")
-    first, lengths = values[0::2], values[1::2]
-    if mode == "auto":
-        increasing = len(first) >= 2 and bool(np.all(first[1:] >= first[:-1] + lengths[:-1]))
-        mode = "absolute" if increasing and first.min() >= 1 else "relative"
-    if mode == "relative":
-        starts = np.cumsum(first + lengths) - lengths
-    elif mode == "absolute":
-        if first.size and first.min() < 1:
-            raise ValueError("RLE in absolute mode has a start below 1 (starts are 1-based)")
-        starts = first - 1
-    else:
-        raise ValueError(f"unknown RLE mode {mode!r}")
-    keep = lengths > 0
-    starts, ends = starts[keep], (starts + lengths)[keep]
-    total = height * width
-    if ends.size and int(ends.max()) > total:
-        i = int(np.argmax(ends > total))
-        raise RLEOverflowError(
-            f"RLE run #{i} ends at pixel {int(ends[i])}, past the {total} pixels of a "
-            f"{height}x{width} mask"
-        )
-    if starts.size == 0:
-        return None
-    order = np.argsort(starts, kind="stable")
-    starts, ends = starts[order], ends[order]
-    # Merge overlapping or touching runs so that the COCO counts have no zero-length gaps.
-    reach = np.maximum.accumulate(ends)
-    new_run = np.concatenate([[True], starts[1:] > reach[:-1]])
-    idx = np.flatnonzero(new_run)
-    m_starts = starts[idx]
-    m_ends = np.maximum.reduceat(ends, idx)
-    bounds = np.empty(2 * len(m_starts), np.int64)
-    bounds[0::2], bounds[1::2] = m_starts, m_ends
-    counts = np.diff(np.concatenate([[0], bounds, [total]]))
-    if counts[-1] == 0:  # pycocotools writes no trailing empty run
-        counts = counts[:-1]
-    seg = mask_util.frPyObjects({"size": [height, width], "counts": counts.tolist()}, height, width)
-    segmentation = {"size": [height, width], "counts": seg["counts"].decode()}
-    # Column-major flat index = col * H + row; a run crossing a column covers all rows in between.
-    c0, c1 = m_starts // height, (m_ends - 1) // height
-    same = c0 == c1
-    r0 = np.where(same, m_starts % height, 0)
-    r1 = np.where(same, (m_ends - 1) % height, height - 1)
-    box = [float(c0.min()), float(r0.min()), float(c1.max() + 1), float(r1.max() + 1)]
-    return segmentation, box
-
-
-def detect_rle_mode(rles: Iterable[str]) -> str:
-    """``"absolute"`` when every multi-run RLE of a file has strictly increasing, non-overlapping
-    starts >= 1 (impossible for relative gaps in practice, datasets.md §11), else ``"relative"``.
-
-    Deciding per file, not per row, keeps single-run rows from being read the wrong way.
-    """
-    multi = 0
-    for rle in rles:
-        if is_empty_rle(rle):
-            continue
-        try:
-            values = np.array(str(rle).split(), dtype=np.int64)
-        except ValueError:
-            continue  # reported when the row is converted
-        first, lengths = values[0::2], values[1::2]
-        if len(first) < 2 or len(first) != len(lengths):
-            continue
-        multi += 1
-        if first.min() < 1 or not np.all(first[1:] >= first[:-1] + lengths[:-1]):
-            return "relative"
-    return "absolute" if multi else "relative"
 
 
 def _index_dicoms(root: str) -> Dict[str, Tuple[str, str]]:
@@ -174,11 +71,7 @@ def _index_dicoms(root: str) -> Dict[str, Tuple[str, str]]:
 )
 def load_siim_acr(root: str, split: str, problems: ProblemLog) -> List[Dict[str, Any]]:
     """Read one split of SIIM-ACR (see the module docstring for layout and rules)."""
-    csv_path = next(
-        (os.path.join(root, n) for n in CSV_NAMES if os.path.isfile(os.path.join(root, n))), None
-    )
-    if csv_path is None:
-        raise FileNotFoundError(f"{root}: none of {CSV_NAMES} found (see datasets/README.md)")
+    csv_path = first_existing(root, CSV_NAMES, "label CSV")
     rows: Dict[str, List[Tuple[int, str]]] = {}
     for line, row in read_stripped_csv(csv_path, ("ImageId", "EncodedPixels"), problems):
         if not row["ImageId"]:
@@ -189,6 +82,7 @@ def load_siim_acr(root: str, split: str, problems: ProblemLog) -> List[Dict[str,
     if os.path.basename(csv_path) != "train-rle.csv":
         mode = detect_rle_mode(rle for entries in rows.values() for _, rle in entries)
         logger.info("%s: RLE starts read as %s", csv_path, mode)
+    codec = functools.partial(siim_rle_to_coco, mode=mode)
     files = _index_dicoms(root)
     unlabelled = sum(1 for sop in files if sop not in rows)
     if unlabelled:
@@ -201,55 +95,31 @@ def load_siim_acr(root: str, split: str, problems: ProblemLog) -> List[Dict[str,
             problems.add("missing_image", where, f"no dicom-images-*/**/{sop}.dcm for ImageId")
             continue
         path, folder_split = files[sop]
-        if folder_split == "test" and split != "test":
+        if (folder_split == "test") != (split == "test"):  # the train folder holds train + val
             continue
-        if folder_split == "train" and split == "test":
+        header = existing_dicom_header(path, problems, where)
+        if header is None:
             continue
-        try:
-            height, width, patient = dicom_header(path)
-        except ValueError as e:
-            problems.add("bad_image", path, str(e))
+        height, width, patient = header
+        if folder_split == "train" and hash_split(KEY, patient or sop, VAL_TRAIN) != split:
             continue
-        if folder_split == "train":
-            in_val = hash_fraction(KEY, patient or sop) < VAL_FRACTION
-            if in_val != (split == "val"):
-                continue
-        annotations, ok, positive = [], True, False
-        for line, rle in entries:
-            if is_empty_rle(rle):
-                continue
-            positive = True
-            try:
-                converted = siim_rle_to_coco(rle, height, width, mode)
-            except ValueError as e:
-                kind = "rle_overflow" if isinstance(e, RLEOverflowError) else "bad_row"
-                problems.add(kind, f"{csv_path}:{line}", f"ImageId {sop}: {e}")
-                ok = False
-                break
-            if converted is None:
-                continue
-            segmentation, box = converted
-            annotations.append(
-                dict(
-                    bbox=box,
-                    bbox_mode=BoxMode.XYXY_ABS,
-                    category_id=0,
-                    iscrowd=0,
-                    segmentation=segmentation,
-                )
-            )
-        if not ok:
+        cells = [
+            (f"{csv_path}:{line}", f"ImageId {sop}", 0, rle)
+            for line, rle in entries
+            if not is_empty_rle(rle)
+        ]
+        annotations = rle_annotations(codec, cells, (height, width), problems)
+        if annotations is None:
             continue
-        record = dict(
-            file_name=path,
-            height=height,
-            width=width,
-            image_id=f"{KEY}/{sop}",
-            dataset_name=KEY,
-            cls_labels=[1.0 if positive else 0.0],
+        labels = [1.0 if cells else 0.0]
+        record = image_record(
+            KEY,
+            path,
+            (height, width),
+            sop,
+            cls_labels=labels,
             annotations=annotations,
+            patient_id=patient,
         )
-        if patient:
-            record["patient_id"] = patient
         dicts.append(record)
     return dicts

@@ -1,6 +1,6 @@
 """TBX11K (tuberculosis), read from the original download.
 
-Layout under ``<root>/tbx11k/``, optionally below ``TBX11K/`` (datasets.md §6)::
+Layout under ``<root>/tbx11k/``, optionally below ``TBX11K/`` (datasets/README.md, section tbx11k)::
 
     imgs/{health,sick,tb,test,extra/...}/*.png        8-bit PNG (RGB-stored gray), 512 x 512
     annotations/json/TBX11K_{train,val}.json          COCO; images[].file_name relative to imgs/
@@ -21,17 +21,15 @@ clipped. JSON images are matched to list lines by ``file_name`` (relative path, 
 Height/width come from the PNG header. ``source_folder`` records health / sick / tb.
 """
 
-import json
-import logging
 import os
 from typing import Any, Dict, List, Tuple
 
-from detectron2.structures import BoxMode
-
-from .base import ProblemLog, clip_box, register_source
-from .common import existing_image_size, find_release_folder, join_inside
-
-logger = logging.getLogger(__name__)
+from ..problems import ProblemLog
+from .base import register_source
+from .headers import existing_image_size
+from .paths import first_existing, join_inside, require_file
+from .records import box_annotation, image_record, present, xywh_to_xyxy
+from .tables import read_json, read_lines
 
 KEY = "tbx11k"
 TB_CATEGORIES = ("ActiveTuberculosis", "ObsoletePulmonaryTuberculosis", "PulmonaryTuberculosis")
@@ -44,29 +42,21 @@ def find_release(root: str) -> str:
     Raises:
         FileNotFoundError: no candidate folder has ``lists/``.
     """
-    return find_release_folder(
-        root,
-        BASE_FOLDERS,
-        lambda folder: os.path.isdir(os.path.join(folder, "lists")),
-        "lists/ folder",
-    )
+    return first_existing(root, BASE_FOLDERS, "lists/ folder", marker="lists")
 
 
 def _read_coco(path: str, problems: ProblemLog) -> Dict[str, List[Tuple[str, str, list]]]:
     """Image file_name -> [(where, category name, [x, y, w, h])]; base names are keys too."""
-    with open(path, encoding="utf-8") as f:
-        try:
-            coco = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from e
+    coco = read_json(path)
     if not isinstance(coco, dict) or not isinstance(coco.get("images"), list):
         raise ValueError(f"{path}: expected a COCO object with an 'images' list")
     names = {c.get("id"): c.get("name") for c in coco.get("categories", []) if isinstance(c, dict)}
-    files = {
-        im.get("id"): str(im.get("file_name", "")).replace("\\", "/")
-        for im in coco["images"]
-        if isinstance(im, dict)
-    }
+    files = {}
+    for n, im in enumerate(coco["images"]):
+        if not isinstance(im, dict) or not im.get("file_name"):  # its boxes would be lost unsaid
+            problems.add("bad_row", f"{path} image {n}", "not an object with a 'file_name'")
+            continue
+        files[im.get("id")] = str(im["file_name"]).replace("\\", "/")
     boxes: Dict[str, List[Tuple[str, str, list]]] = {}
     for n, ann in enumerate(coco.get("annotations", [])):
         where = f"{path} annotation {n}"
@@ -93,6 +83,22 @@ def _read_coco(path: str, problems: ProblemLog) -> Dict[str, List[Tuple[str, str
     return boxes
 
 
+def _annotations(
+    entries: List[Tuple[str, str, list]], size: Tuple[int, int], problems: ProblemLog
+) -> List[Dict[str, Any]]:
+    """Category-agnostic annotations of one image's COCO boxes, the category name kept."""
+    annotations = []
+    for where, name, bbox in entries:
+        try:
+            xywh = [float(v) for v in bbox]
+        except (TypeError, ValueError):
+            problems.add("bad_row", where, f"bbox {bbox!r} is not numeric")
+            continue
+        box = xywh_to_xyxy(xywh)
+        annotations.append(box_annotation(box, 0, size, problems, where, tb_category=name))
+    return present(annotations)
+
+
 @register_source(
     KEY,
     splits=("train", "val"),
@@ -104,57 +110,28 @@ def _read_coco(path: str, problems: ProblemLog) -> Dict[str, List[Tuple[str, str
 def load_tbx11k(root: str, split: str, problems: ProblemLog) -> List[Dict[str, Any]]:
     """Read one split of TBX11K (see the module docstring for layout and rules)."""
     base = find_release(root)
-    list_path = os.path.join(base, "lists", f"TBX11K_{split}.txt")
-    json_path = os.path.join(base, "annotations", "json", f"TBX11K_{split}.json")
-    for path in (list_path, json_path):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path} not found (see datasets/README.md)")
+    list_path = require_file(os.path.join(base, "lists", f"TBX11K_{split}.txt"))
+    json_path = require_file(os.path.join(base, "annotations", "json", f"TBX11K_{split}.json"))
     boxes = _read_coco(json_path, problems)
     imgs = os.path.join(base, "imgs")
 
     dicts = []
-    with open(list_path, encoding="utf-8") as f:
-        lines = [(n, line.split()) for n, line in enumerate(f, 1) if line.strip()]
-    for n, fields in lines:
-        rel = fields[0].replace("\\", "/")
+    for n, line in read_lines(list_path):
+        rel = line.split()[0].replace("\\", "/")
         where = f"{list_path}:{n}"
         path = join_inside(imgs, rel, problems, where)
-        if path is None:
-            continue
-        size = existing_image_size(path, problems, where)
+        size = None if path is None else existing_image_size(path, problems, where)
         if size is None:
             continue
-        height, width = size
-        folder = rel.split("/", 1)[0] if "/" in rel else ""
         entries = boxes.get(rel, boxes.get(os.path.basename(rel), []))
-        annotations = []
-        for box_where, name, bbox in entries:
-            try:
-                x, y, w, h = (float(v) for v in bbox)
-            except (TypeError, ValueError):
-                problems.add("bad_row", box_where, f"bbox {bbox!r} is not numeric")
-                continue
-            clipped = clip_box([x, y, x + w, y + h], width, height, problems, box_where)
-            if clipped is not None:
-                annotations.append(
-                    dict(
-                        bbox=clipped,
-                        bbox_mode=BoxMode.XYXY_ABS,
-                        category_id=0,
-                        iscrowd=0,
-                        tb_category=name,
-                    )
-                )
-        dicts.append(
-            dict(
-                file_name=path,
-                height=height,
-                width=width,
-                image_id=f"{KEY}/{os.path.splitext(rel)[0]}",
-                dataset_name=KEY,
-                cls_labels=[1.0 if rel.startswith("tb") else 0.0],
-                annotations=annotations,
-                source_folder=folder,
-            )
+        record = image_record(
+            KEY,
+            path,
+            size,
+            os.path.splitext(rel)[0],
+            cls_labels=[1.0 if rel.startswith("tb") else 0.0],
+            annotations=_annotations(entries, size, problems),
+            source_folder=rel.split("/", 1)[0] if "/" in rel else "",
         )
+        dicts.append(record)
     return dicts

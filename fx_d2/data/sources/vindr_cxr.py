@@ -1,7 +1,7 @@
 """VinDr-CXR 1.0.0 (PhysioNet), read from the original DICOM download.
 
 Layout under ``<root>/vindr_cxr/``, optionally below ``1.0.0/``, ``vindr-cxr/1.0.0/`` or
-``physionet.org/files/vindr-cxr/1.0.0/`` (wget) (datasets.md §3)::
+``physionet.org/files/vindr-cxr/1.0.0/`` (wget) (datasets/README.md, section vindr_cxr)::
 
     train/<image_id>.dicom   test/<image_id>.dicom      (DICOM, often JPEG 2000; MONOCHROME1/2)
     annotations/image_labels_train.csv   image_id,rad_id,<22 local labels>,<6 global labels>
@@ -13,10 +13,10 @@ Columns are selected by name. ``rad_id`` is optional (it may be absent or consta
 files; ``rad_ID`` is accepted too).
 
 Classification: ``cls_classes`` = the 6 global labels in the reference's order, under their CSV
-names: ``COPD`` stands where the reference wrote ``PE`` (datasets.md: the column is COPD), and the
-test file's ``Other disease`` is read as ``Other diseases``. Train images have 3 readers: a label
-is 1.0 when MORE than half of the image's readers marked it, else 0.0. The per-reader evidence is
-kept as ``cls_reader_votes`` (fraction of readers positive per class), so an "any reader" rule is
+names: ``COPD`` stands where the reference wrote ``PE`` (the column is COPD), and the test file's
+``Other disease`` is read as ``Other diseases``. Train images have 3 readers: a label is 1.0 when
+MORE than half of the image's readers marked it, else 0.0. The per-reader evidence is kept as
+``cls_reader_votes`` (fraction of readers positive per class), so an "any reader" rule is
 ``votes > 0``.
 
 Localization: one annotation per reader box (boxes are NOT fused; XYXY_ABS in DICOM pixels,
@@ -28,16 +28,15 @@ Splits: the official train (15,000) / test (3,000). No patient ids are released.
 from the DICOM header (Rows/Columns).
 """
 
-import logging
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from detectron2.structures import BoxMode
-
-from .base import ProblemLog, clip_box, register_source
-from .common import existing_image_size, find_release_folder, join_inside, read_stripped_csv
-
-logger = logging.getLogger(__name__)
+from ..problems import ProblemLog
+from .base import register_source
+from .headers import existing_image_size
+from .paths import first_existing, join_inside, require_file
+from .records import box_annotation, image_record, present
+from .tables import read_stripped_csv
 
 KEY = "vindr_cxr"
 LOCAL_LABELS = (
@@ -65,12 +64,7 @@ def find_release(root: str) -> str:
     Raises:
         FileNotFoundError: no candidate folder has ``annotations/``.
     """
-    return find_release_folder(
-        root,
-        BASE_FOLDERS,
-        lambda folder: os.path.isdir(os.path.join(folder, "annotations")),
-        "annotations/ folder",
-    )
+    return first_existing(root, BASE_FOLDERS, "annotations/ folder", marker="annotations")
 
 
 def _rad_id(row: Dict[str, str]) -> Optional[str]:
@@ -141,11 +135,8 @@ def _read_boxes(path: str, problems: ProblemLog) -> Dict[str, List[Tuple[str, in
 def load_vindr_cxr(root: str, split: str, problems: ProblemLog) -> List[Dict[str, Any]]:
     """Read one split of VinDr-CXR (see the module docstring for layout and rules)."""
     base = find_release(root)
-    labels_path = os.path.join(base, "annotations", f"image_labels_{split}.csv")
-    boxes_path = os.path.join(base, "annotations", f"annotations_{split}.csv")
-    for path in (labels_path, boxes_path):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path} not found (see datasets/README.md)")
+    labels_path = require_file(os.path.join(base, "annotations", f"image_labels_{split}.csv"))
+    boxes_path = require_file(os.path.join(base, "annotations", f"annotations_{split}.csv"))
     votes = _read_votes(labels_path, problems)
     boxes = _read_boxes(boxes_path, problems)
     image_ids = list(votes) + [i for i in boxes if i not in votes]
@@ -154,37 +145,27 @@ def load_vindr_cxr(root: str, split: str, problems: ProblemLog) -> List[Dict[str
     for image_id in image_ids:
         where = f"{labels_path if image_id in votes else boxes_path} ({image_id})"
         path = join_inside(base, f"{split}/{image_id}.dicom", problems, where)
-        if path is None:
-            continue
-        size = existing_image_size(path, problems, where, dicom=True)
+        size = None if path is None else existing_image_size(path, problems, where, dicom=True)
         if size is None:
             continue
-        height, width = size
         rows = votes.get(image_id, [])
         if rows:
             fractions = [sum(r[k] for r in rows) / len(rows) for k in range(len(GLOBAL_LABELS))]
             labels = [1.0 if f > 0.5 else 0.0 for f in fractions]
         else:  # boxes but no label row: labels unknown
             fractions = labels = [float("nan")] * len(GLOBAL_LABELS)
-        annotations = []
-        for box_where, category, rad_id, box in boxes.get(image_id, []):
-            clipped = clip_box(box, width, height, problems, box_where)
-            if clipped is None:
-                continue
-            ann = dict(bbox=clipped, bbox_mode=BoxMode.XYXY_ABS, category_id=category, iscrowd=0)
-            if rad_id is not None:
-                ann["rad_id"] = rad_id
-            annotations.append(ann)
-        dicts.append(
-            dict(
-                file_name=path,
-                height=height,
-                width=width,
-                image_id=f"{KEY}/{image_id}",
-                dataset_name=KEY,
-                cls_labels=labels,
-                cls_reader_votes=fractions,
-                annotations=annotations,
-            )
+        annotations = present(
+            box_annotation(box, category, size, problems, box_where, rad_id=rad_id)
+            for box_where, category, rad_id, box in boxes.get(image_id, [])
         )
+        record = image_record(
+            KEY,
+            path,
+            size,
+            image_id,
+            cls_labels=labels,
+            cls_reader_votes=fractions,
+            annotations=annotations,
+        )
+        dicts.append(record)
     return dicts

@@ -1,6 +1,7 @@
 """VinDr-RibCXR (20 posterior ribs), read from the original download.
 
-Layout under ``<root>/vindr_ribcxr/`` (datasets.md §13; ``data/`` may be left out)::
+Layout under ``<root>/vindr_ribcxr/`` (datasets/README.md, section vindr_ribcxr; ``data/``
+may be left out)::
 
     data/train/train_mask.json   data/train/img/<name>.png
     data/val/val_mask.json       data/val/img/<name>.png
@@ -19,28 +20,25 @@ that is not a rib is an ``unknown_class``.
 Splits: the official ``train`` (196) and ``val`` (49; the paper's evaluation set). No patient ids.
 """
 
-import json
-import logging
 import os
+from operator import itemgetter
 from typing import Any, Dict, List, Optional
 
-from detectron2.structures import BoxMode
-
-from ..io import ImageReadError, read_image_size
-from .base import ProblemLog, clip_box, register_source, resolve_inside
-
-logger = logging.getLogger(__name__)
+from ..problems import ProblemLog
+from .base import register_source
+from .headers import existing_image_size
+from .paths import first_existing, resolve_inside
+from .records import box_annotation, flat_polygon, image_record, present
+from .tables import read_json
 
 KEY = "vindr_ribcxr"
 CLASSES = tuple(f"R{i}" for i in range(1, 11)) + tuple(f"L{i}" for i in range(1, 11))
 
 
 def find_json(root: str, split: str) -> str:
-    for prefix in ("data", ""):
-        path = os.path.join(root, prefix, split, f"{split}_mask.json")
-        if os.path.isfile(path):
-            return path
-    raise FileNotFoundError(f"{root}: no data/{split}/{split}_mask.json (see datasets/README.md)")
+    """``[data/]<split>/<split>_mask.json`` under ``root``."""
+    name = os.path.join(split, f"{split}_mask.json")
+    return first_existing(root, (os.path.join("data", name), name), f"{split}_mask.json")
 
 
 def _image_path(
@@ -59,17 +57,16 @@ def _image_path(
     return None
 
 
-def _polygon(points: Any) -> Optional[List[float]]:
-    """``[{"x": .., "y": ..}, ...]`` -> flat ``[x0, y0, ...]``; None if malformed or < 3 points."""
-    if not isinstance(points, list) or len(points) < 3:
-        return None
-    flat: List[float] = []
-    for p in points:
-        try:
-            flat.extend((float(p["x"]), float(p["y"])))
-        except (TypeError, KeyError, ValueError):
-            return None
-    return flat
+def _read_table(json_path: str, problems: ProblemLog) -> Dict[str, Any]:
+    """The column-oriented JSON; keys that are not ribs are reported (``unknown_class``)."""
+    table = read_json(json_path)
+    if not isinstance(table, dict) or not isinstance(table.get("img"), dict):
+        raise ValueError(f"{json_path}: expected a column-oriented dict with an 'img' column")
+    for key in table:
+        if key != "img" and key not in CLASSES:
+            where = f"{json_path} key {key!r}"
+            problems.add("unknown_class", where, f"unknown rib {key!r}; known: {list(CLASSES)}")
+    return table
 
 
 @register_source(
@@ -78,20 +75,7 @@ def _polygon(points: Any) -> Optional[List[float]]:
 def load_vindr_ribcxr(root: str, split: str, problems: ProblemLog) -> List[Dict[str, Any]]:
     """Read one split of VinDr-RibCXR (see the module docstring for layout and rules)."""
     json_path = find_json(root, split)
-    with open(json_path, encoding="utf-8") as f:
-        try:
-            table = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{json_path}: not valid JSON ({e})") from e
-    if not isinstance(table, dict) or not isinstance(table.get("img"), dict):
-        raise ValueError(f"{json_path}: expected a column-oriented dict with an 'img' column")
-    for key in table:
-        if key != "img" and key not in CLASSES:
-            problems.add(
-                "unknown_class",
-                f"{json_path} key {key!r}",
-                f"unknown rib {key!r}; known: {list(CLASSES)}",
-            )
+    table = _read_table(json_path, problems)
     json_dir = os.path.dirname(json_path)
     dicts = []
     for index, rel in table["img"].items():
@@ -100,45 +84,24 @@ def load_vindr_ribcxr(root: str, split: str, problems: ProblemLog) -> List[Dict[
             problems.add("bad_row", where, f"image path {rel!r} is not a string")
             continue
         path = _image_path(root, json_dir, rel, problems, where)
-        if path is None:
-            continue
-        try:
-            height, width = read_image_size(path)
-        except ImageReadError as e:
-            problems.add("bad_image", where, str(e))
+        size = None if path is None else existing_image_size(path, problems, where)
+        if size is None:
             continue
         annotations = []
         for category, rib in enumerate(CLASSES):
             points = table.get(rib, {}).get(index, "None")
             if points is None or points == "None":
                 continue
-            flat = _polygon(points)
             rib_where = f"{json_path} {rib}[{index!r}]"
+            flat = flat_polygon(points, itemgetter("x", "y"))
             if flat is None:
                 problems.add("bad_row", rib_where, "not a list of >= 3 {'x','y'} points")
                 continue
             xs, ys = flat[0::2], flat[1::2]
-            box = clip_box([min(xs), min(ys), max(xs), max(ys)], width, height, problems, rib_where)
-            if box is None:
-                continue
-            annotations.append(
-                dict(
-                    bbox=box,
-                    bbox_mode=BoxMode.XYXY_ABS,
-                    category_id=category,
-                    iscrowd=0,
-                    segmentation=[flat],
-                )
-            )
+            extent = [min(xs), min(ys), max(xs), max(ys)]
+            ann = box_annotation(extent, category, size, problems, rib_where, segmentation=[flat])
+            annotations.append(ann)
         stem = os.path.splitext(os.path.basename(rel))[0]
-        dicts.append(
-            dict(
-                file_name=path,
-                height=height,
-                width=width,
-                image_id=f"{KEY}/{split}/{stem}",
-                dataset_name=KEY,
-                annotations=annotations,
-            )
-        )
+        record = image_record(KEY, path, size, f"{split}/{stem}", annotations=present(annotations))
+        dicts.append(record)
     return dicts
