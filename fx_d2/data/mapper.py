@@ -1,4 +1,4 @@
-"""Task-aware dataset mapper: FX dataset dicts -> model inputs (CONTRACTS "Mapper output").
+"""Task-aware dataset mapper: FX dataset dicts -> model inputs (docs/datasets.md, "The mapper").
 
 Per image: read (or take from the decoded-image cache), resize to the configured size, optional
 training augmentation (horizontal flip, small rotation, brightness/contrast) applied consistently to

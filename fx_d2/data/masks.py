@@ -1,7 +1,7 @@
 """Rasterising annotation ``segmentation`` fields into masks (semantic, multi-label).
 
 A dataset's ``seg_classes`` channel ``c`` is the union of the masks of every annotation whose
-``thing_classes[category_id] == seg_classes[c]`` (CONTRACTS "Dataset contract"). Channels may
+``thing_classes[category_id] == seg_classes[c]`` (docs/datasets.md). Channels may
 overlap (e.g. ribs and lungs), so the result is a bool stack (C, H, W), not a label map.
 """
 

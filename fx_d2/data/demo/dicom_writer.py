@@ -75,7 +75,11 @@ def write_demo_dicom(
             level = quiet.level
             quiet.setLevel(logging.WARNING)
             try:
-                ds.compress(JPEG2000Lossless, np.ascontiguousarray(pixels))
+                # keep the UIDs we set: pydicom would draw a random SOPInstanceUID, and the demo
+                # replica must be byte-identical for a given seed
+                ds.compress(
+                    JPEG2000Lossless, np.ascontiguousarray(pixels), generate_instance_uid=False
+                )
             finally:
                 quiet.setLevel(level)
         elif syntax != "explicit":

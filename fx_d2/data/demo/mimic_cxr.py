@@ -18,6 +18,7 @@ row with blank Rows/Columns (size then read from the JPEG).
 
 import csv
 import gzip
+import io
 import math
 import os
 from typing import Any, Dict, List
@@ -44,10 +45,12 @@ def _dicom_id(rng: np.random.Generator) -> str:
 
 
 def _write_gz(path: str, header, rows) -> None:
-    with gzip.open(path, "wt", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    with open(path, "wb") as f:  # mtime 0: the same bytes on every build
+        f.write(gzip.compress(text.getvalue().encode("utf-8"), mtime=0))
 
 
 @register_demo_writer(KEY)

@@ -7,10 +7,21 @@ drawn only on the pixels of its own mask, so masks and boxes agree with the imag
 """
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import cv2
 import numpy as np
+
+from .phantom_canvas import (  # noqa: F401  to_uint8 / to_uint16 are part of this API
+    Anatomy,
+    Box,
+    Canvas,
+    mask_box,
+    rib_centerline,
+    sample_inside,
+    to_uint8,
+    to_uint16,
+)
 
 FINDINGS: Tuple[str, ...] = (
     "cardiomegaly", "effusion", "consolidation", "nodule", "mass", "pneumothorax",
@@ -20,8 +31,6 @@ FINDINGS: Tuple[str, ...] = (
 
 ORGANS: Tuple[str, ...] = ("left_lung", "right_lung", "heart", "left_clavicle", "right_clavicle")
 RIBS: Tuple[str, ...] = tuple(f"R{i}" for i in range(1, 11)) + tuple(f"L{i}" for i in range(1, 11))
-
-Box = Tuple[float, float, float, float]
 
 
 @dataclass
@@ -51,113 +60,6 @@ class Phantom:
     lesions: List[Lesion] = field(default_factory=list)
 
 
-def mask_box(mask: np.ndarray) -> Optional[Box]:
-    """Tight XYXY_ABS box of a bool mask: pixel (r, c) covers [c, c+1) x [r, r+1); None if empty."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    return float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)
-
-
-def to_uint8(img: np.ndarray) -> np.ndarray:
-    """[0,1] float image -> uint8 0..255 (rounded, clipped)."""
-    return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def to_uint16(img: np.ndarray, bits: int = 12) -> np.ndarray:
-    """[0,1] float image -> uint16 0..2**bits-1 (rounded, clipped)."""
-    return np.round(np.clip(img, 0.0, 1.0) * float(2**bits - 1)).astype(np.uint16)
-
-
-class _Canvas:
-    """Normalised coordinate grids (broadcast (1,W) and (H,1)) and the phantom's random draws."""
-
-    def __init__(self, rng: np.random.Generator, height: int, width: int):
-        self.rng, self.h, self.w = rng, height, width
-        self.u = ((np.arange(width, dtype=np.float32) + 0.5) / width)[None, :]
-        self.v = ((np.arange(height, dtype=np.float32) + 0.5) / height)[:, None]
-
-    def ellipse(self, cu: float, cv: float, au: float, av: float) -> np.ndarray:
-        return ((self.u - cu) / au) ** 2 + ((self.v - cv) / av) ** 2 <= 1.0
-
-    def disc(self, cu: float, cv: float, r: float) -> np.ndarray:
-        """Disc of radius ``r`` in units of the image width (round in pixels), at least 1 pixel."""
-        rp = max(r * self.w, 1.0)
-        x = self.u * self.w - cu * self.w
-        y = self.v * self.h - cv * self.h
-        return x * x + y * y <= rp * rp
-
-    def smooth_noise(self, sigma_px: float) -> np.ndarray:
-        noise = self.rng.standard_normal((self.h, self.w)).astype(np.float32)
-        out = cv2.GaussianBlur(noise, (0, 0), max(sigma_px, 0.5))
-        return out / (out.std() + 1e-6)
-
-    def band(
-        self, u0: float, u1: float, center: Callable[[np.ndarray], np.ndarray], half: float
-    ) -> np.ndarray:
-        """Curved band: pixels with u between u0 and u1 and |v - center(t)| <= half, t in [0,1]."""
-        t = (self.u - u0) / (u1 - u0)
-        inside = (t >= 0) & (t <= 1)
-        return inside & (np.abs(self.v - center(np.clip(t, 0, 1))) <= half)
-
-
-class _Anatomy:
-    """Random anatomy parameters; lungs are ellipses cut by a diaphragm dome and the mediastinum."""
-
-    def __init__(self, c: _Canvas, findings: Sequence[str]):
-        r = c.rng
-        self.cx = 0.5 + r.normal(0, 0.01)
-        self.top = r.uniform(0.13, 0.18)
-        self.bottom = {"right": r.uniform(0.72, 0.76), "left": r.uniform(0.75, 0.79)}
-        self.med = r.uniform(0.055, 0.07)  # mediastinum half width
-        self.ax = r.uniform(0.16, 0.185)
-        self.dome = r.uniform(0.05, 0.07)
-        hu, hv = r.uniform(0.12, 0.14), r.uniform(0.1, 0.115)
-        if "cardiomegaly" in findings:
-            hu, hv = hu * r.uniform(1.35, 1.5), hv * r.uniform(1.15, 1.25)
-        self.heart = (self.cx + 0.45 * hu, r.uniform(0.6, 0.64), hu, hv)
-        if "emphysema" in findings:
-            self.ax *= 1.08
-            self.top -= 0.02
-            self.bottom = {k: b + 0.04 for k, b in self.bottom.items()}
-            self.dome *= 0.3
-        self.collapsed_side = None
-        if "atelectasis" in findings:
-            self.collapsed_side = "right" if r.random() < 0.5 else "left"
-            self.bottom[self.collapsed_side] -= r.uniform(0.05, 0.07)
-
-    def lung_center_u(self, side: str) -> float:
-        sign = -1.0 if side == "right" else 1.0
-        return self.cx + sign * (self.med + 0.9 * self.ax)
-
-    def lung_shape(self, c: _Canvas, side: str, u=None, v=None) -> np.ndarray:
-        u = c.u if u is None else u
-        v = c.v if v is None else v
-        cu, bot = self.lung_center_u(side), self.bottom[side]
-        av = (bot - self.top) * 0.62
-        ell = ((u - cu) / self.ax) ** 2 + ((v - (self.top + av)) / av) ** 2 <= 1.0
-        dome = bot - self.dome * (1.0 - np.clip(((u - cu) / self.ax) ** 2, 0, 1))
-        sign = -1.0 if side == "right" else 1.0
-        return ell & (v <= dome) & (sign * (u - self.cx) >= self.med)
-
-
-def _sample_inside(c: _Canvas, region: np.ndarray, margin_px: float) -> Tuple[float, float]:
-    """A random (u, v) inside ``region`` at least ``margin_px`` from its border when possible."""
-    dist = cv2.distanceTransform(region.astype(np.uint8), cv2.DIST_L2, 3)
-    ok = dist >= margin_px
-    if not ok.any():
-        ok = dist >= dist.max() * 0.8
-    ys, xs = np.nonzero(ok)
-    i = int(c.rng.integers(len(ys)))
-    return (xs[i] + 0.5) / c.w, (ys[i] + 0.5) / c.h
-
-
-def _rib_centerline(a: _Anatomy, side: str, k: int, spacing: float):
-    y0 = a.top + (k + 0.35) * spacing
-    return lambda t: y0 + spacing * (-0.25 * t + 1.5 * t * t)
-
-
 def make_phantom(
     rng: np.random.Generator, height: int = 256, width: int = 256, findings: Sequence[str] = ()
 ) -> Phantom:
@@ -177,8 +79,8 @@ def make_phantom(
         raise ValueError(f"unknown phantom finding(s) {unknown}; known: {FINDINGS}")
     if height < 32 or width < 32:
         raise ValueError(f"phantom size {height}x{width} is too small (min 32x32)")
-    c = _Canvas(rng, height, width)
-    a = _Anatomy(c, findings)
+    c = Canvas(rng, height, width)
+    a = Anatomy(c, findings)
 
     body = c.ellipse(a.cx, 0.58, 0.47, 0.62) & (c.v >= 0.02)
     img = np.full((height, width), 0.03, np.float32)
@@ -232,7 +134,7 @@ def make_phantom(
         elif kind in ("nodule", "mass", "calcification"):
             r = {"nodule": rng.uniform(0.03, 0.045), "mass": rng.uniform(0.06, 0.085),
                  "calcification": rng.uniform(0.01, 0.014)}[kind]  # fmt: skip
-            pu, pv = _sample_inside(c, lung, r * width + 1)
+            pu, pv = sample_inside(c, lung, r * width + 1)
             m = c.disc(pu, pv, r)
             if kind == "mass":
                 for _ in range(2):
@@ -241,7 +143,7 @@ def make_phantom(
             val = {"nodule": 0.55, "mass": 0.62, "calcification": 1.0}[kind]
             add(kind, m & lung, set_to(lambda: val + 0.03 * c.smooth_noise(2)))
         elif kind == "consolidation":
-            pu, pv = _sample_inside(c, lung, 0.05 * width)
+            pu, pv = sample_inside(c, lung, 0.05 * width)
             m = np.zeros_like(lung)
             for _ in range(int(rng.integers(3, 6))):
                 m |= c.ellipse(
@@ -286,14 +188,14 @@ def make_phantom(
                 else:
                     m = np.zeros_like(lg)
                     for _ in range(int(rng.integers(10, 18))):
-                        pu, pv = _sample_inside(c, lg, 2)
+                        pu, pv = sample_inside(c, lg, 2)
                         m |= c.disc(pu, pv, rng.uniform(0.011, 0.016))
                     add(kind, m & lg, set_to(lambda: img + 0.3))
         elif kind in ("tb", "tb_obsolete"):
             # active TB: soft upper-zone nodular opacities; obsolete (healed) TB: a tighter
             # cluster of small calcified granulomas, much denser
             obsolete = kind == "tb_obsolete"
-            pu, pv = _sample_inside(c, lung & (c.v < a.top + 0.35 * lv), 0.03 * width)
+            pu, pv = sample_inside(c, lung & (c.v < a.top + 0.35 * lv), 0.03 * width)
             m = np.zeros_like(lung)
             spread, radius = (
                 ((0.018, 0.015), (0.011, 0.015)) if obsolete else ((0.03, 0.025), (0.016, 0.026))
@@ -306,7 +208,7 @@ def make_phantom(
                 )
             add(kind, m & lung, set_to(lambda: np.full_like(img, 0.9) if obsolete else img + 0.32))
         elif kind == "infiltration":
-            pu, pv = _sample_inside(c, lung, 0.05 * width)
+            pu, pv = sample_inside(c, lung, 0.05 * width)
             patch = c.smooth_noise(0.02 * width) > 0.0
             m = lung & patch & c.ellipse(pu, pv, 0.12, 0.15)
             add(kind, m, set_to(lambda: img + 0.15))
@@ -354,7 +256,7 @@ def make_phantom(
         lat = -1.0 if side == "right" else 1.0
         u0, u1 = a.cx + lat * 0.035, a.lung_center_u(side) + lat * 1.12 * a.ax
         for k in range(10):
-            center = _rib_centerline(a, side, k, spacing)
+            center = rib_centerline(a, side, k, spacing)
             if fracture and fracture[:2] == (side, k):
                 tf, step = fracture[2], 0.8 * half
                 center0 = center

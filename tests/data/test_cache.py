@@ -14,7 +14,7 @@ from fx_d2.data.demo.phantom import make_phantom, to_uint8
 from fx_d2.data.io import read_image
 from fx_d2.data.mapper import FXDatasetMapper
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
 
 
 @pytest.fixture
