@@ -13,7 +13,7 @@ import logging
 import sys
 import time
 
-from fx_d2.data.demo import DEMO_WRITERS
+from fx_d2.data.demo import DEMO_WRITER_REGISTRY
 from fx_d2.data.demo.build import build_demo
 
 
@@ -31,9 +31,10 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     keys = [k.strip() for k in args.datasets.split(",") if k.strip()] or None
     if keys:
-        unknown = sorted(set(keys) - set(DEMO_WRITERS))
+        unknown = sorted(set(keys) - set(DEMO_WRITER_REGISTRY.names()))
         if unknown:
-            parser.error(f"unknown dataset key(s) {unknown}; available: {sorted(DEMO_WRITERS)}")
+            available = sorted(DEMO_WRITER_REGISTRY.names())
+            parser.error(f"unknown dataset key(s) {unknown}; available: {available}")
     start = time.perf_counter()
     stats = build_demo(args.out, seed=args.seed, keys=keys, skip_existing=args.skip_existing)
     total = {

@@ -186,9 +186,9 @@ def test_from_config():
 
 def _demo_keys():
     from fx_d2.data.catalog import DATASET_SOURCE_REGISTRY
-    from fx_d2.data.demo import DEMO_WRITERS
+    from fx_d2.data.demo import DEMO_WRITER_REGISTRY
 
-    return sorted(k for k in DEMO_WRITERS if k in DATASET_SOURCE_REGISTRY)
+    return sorted(k for k in DEMO_WRITER_REGISTRY.names() if k in DATASET_SOURCE_REGISTRY)
 
 
 @pytest.mark.parametrize("key", _demo_keys())

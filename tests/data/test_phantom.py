@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from fx_d2.data.demo.phantom import FINDINGS, RIBS, make_phantom, mask_box, to_uint8, to_uint16
+from fx_d2.utils.registry import Registry
 
 IN_LUNG = ("effusion", "consolidation", "nodule", "mass", "pneumothorax", "atelectasis", "edema",
            "tb", "calcification", "fibrosis", "emphysema", "pleural_thickening", "infiltration",
@@ -133,7 +134,10 @@ def test_build_demo_deterministic_atomic_and_skips(tmp_path, monkeypatch):
         os.makedirs(os.path.join(parent, "bad"))
         raise RuntimeError("writer crashed")
 
-    monkeypatch.setattr(build_mod, "DEMO_WRITERS", {"toy": writer, "bad": broken})
+    registry = Registry("TEST_DEMO_WRITER")
+    registry.register(writer, name="toy")
+    registry.register(broken, name="bad")
+    monkeypatch.setattr(build_mod, "DEMO_WRITER_REGISTRY", registry)
     stats = build_mod.build_demo(str(tmp_path / "a"), seed=3, keys=["toy"])
     build_mod.build_demo(str(tmp_path / "b"), seed=3, keys=["toy"])
     a, b = (np.load(tmp_path / r / "toy" / "x.npy") for r in "ab")
@@ -149,9 +153,9 @@ def test_build_demo_deterministic_atomic_and_skips(tmp_path, monkeypatch):
 
 
 def test_demo_replica_budget(demo_root):
-    from fx_d2.data.demo import DEMO_WRITERS
+    from fx_d2.data.demo import DEMO_WRITER_REGISTRY
 
     with open(os.path.join(demo_root, "DEMO_MANIFEST.json")) as f:
         manifest = json.load(f)
-    assert set(manifest["datasets"]) == set(DEMO_WRITERS)
+    assert set(manifest["datasets"]) == set(DEMO_WRITER_REGISTRY.names())
     assert sum(s["bytes"] for s in manifest["datasets"].values()) <= 120e6

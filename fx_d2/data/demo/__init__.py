@@ -1,6 +1,6 @@
 """Demo replicas of the 15 datasets, in their original layouts, built from chest phantoms."""
 
-# Each writer module registers itself with @register_demo_writer on import (alphabetical order).
+# Each writer module registers itself in DEMO_WRITER_REGISTRY on import (alphabetical order).
 from . import (  # noqa: F401
     candid_ptx,
     chestx_det,
@@ -18,6 +18,6 @@ from . import (  # noqa: F401
     vindr_cxr,
     vindr_ribcxr,
 )
-from .registry import DEMO_WRITERS, register_demo_writer
+from .registry import DEMO_WRITER_REGISTRY
 
-__all__ = ["DEMO_WRITERS", "register_demo_writer"]
+__all__ = ["DEMO_WRITER_REGISTRY"]

@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterable, Optional
 
 import numpy as np
 
-from .registry import DEMO_WRITERS
+from .registry import DEMO_WRITER_REGISTRY
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +61,10 @@ def build_demo(
     Returns:
         key -> ``{"files", "bytes", "seconds", "skipped"}``.
     """
-    keys = list(DEMO_WRITERS) if keys is None else list(keys)
-    unknown = [k for k in keys if k not in DEMO_WRITERS]
+    keys = DEMO_WRITER_REGISTRY.names() if keys is None else list(keys)
+    unknown = [k for k in keys if k not in DEMO_WRITER_REGISTRY]
     if unknown:
-        raise KeyError(f"no demo writer for {unknown}; registered: {sorted(DEMO_WRITERS)}")
+        raise KeyError(f"no demo writer for {unknown}; registered: {DEMO_WRITER_REGISTRY.names()}")
     os.makedirs(out_dir, exist_ok=True)
     manifest = _read_manifest(out_dir)
     if manifest.get("seed") != seed:
@@ -80,7 +80,7 @@ def build_demo(
         os.makedirs(tmp_parent)
         start = time.perf_counter()
         try:
-            DEMO_WRITERS[key](tmp_parent, key_rng(seed, key))
+            DEMO_WRITER_REGISTRY.get(key)(tmp_parent, key_rng(seed, key))
             built = os.path.join(tmp_parent, key)
             if not os.path.isdir(built):
                 raise RuntimeError(f"demo writer of {key!r} did not create {key}/ in its output")

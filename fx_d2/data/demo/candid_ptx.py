@@ -26,7 +26,7 @@ from ..masks import mask_to_box
 from ..rle import encode_siim_rle
 from .dicom_writer import write_demo_dicom
 from .phantom import make_phantom, to_uint16
-from .registry import register_demo_writer
+from .registry import DEMO_WRITER_REGISTRY
 
 KEY = "candid_ptx"
 SIDE = 128
@@ -54,7 +54,7 @@ def _summary(masks: List[np.ndarray]) -> Dict[str, list]:
     return {"areas": [int(m.sum()) for m in masks], "boxes": [list(mask_to_box(m)) for m in masks]}
 
 
-@register_demo_writer(KEY)
+@DEMO_WRITER_REGISTRY.register(KEY)
 def write_candid_ptx(out_dir: str, rng: np.random.Generator) -> Dict[str, Any]:
     """Write the CANDID-PTX demo replica; returns a manifest.
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..masks import masks_to_polygons
 from .phantom import make_phantom, to_uint8
-from .registry import register_demo_writer
+from .registry import DEMO_WRITER_REGISTRY
 
 KEY = "chestx_det"
 SIDE = 224
@@ -52,7 +52,7 @@ def _instances(mask: np.ndarray) -> List[Tuple[List[List[int]], List[int]]]:
     return out
 
 
-@register_demo_writer(KEY)
+@DEMO_WRITER_REGISTRY.register(KEY)
 def write_chestx_det(out_dir: str, rng: np.random.Generator) -> Dict[str, Any]:
     """Write the ChestX-Det demo replica; returns ``{"train": entries, "test": entries}`` (the
     JSON lists as written)."""

@@ -29,7 +29,7 @@ from ..masks import mask_to_box, masks_to_polygons
 from ..rle import encode_chexmask_rle
 from .dicom_writer import write_demo_dicom
 from .phantom import make_phantom, to_uint16
-from .registry import register_demo_writer
+from .registry import DEMO_WRITER_REGISTRY
 
 KEY = "chexmask_vindr"
 N_TRAIN, N_TEST = 68, 34
@@ -57,7 +57,7 @@ def _landmarks(mask: np.ndarray, n: int) -> List[List[int]]:
     return pts[idx].astype(int).tolist()
 
 
-@register_demo_writer(KEY)
+@DEMO_WRITER_REGISTRY.register(KEY)
 def write_chexmask_vindr(out_dir: str, rng: np.random.Generator) -> Dict[str, Any]:
     """Write the CheXmask-VinDr demo replica; returns a manifest.
 

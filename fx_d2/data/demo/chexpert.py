@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from .phantom import make_phantom, to_uint8
-from .registry import register_demo_writer
+from .registry import DEMO_WRITER_REGISTRY
 
 KEY = "chexpert"
 # The 14 observation columns of the CheXpert CSVs in file order, and the 5 competition labels.
@@ -120,7 +120,7 @@ def _image(rng, kinds, lateral: bool):
     return ph, to_uint8(ph.image)
 
 
-@register_demo_writer(KEY)
+@DEMO_WRITER_REGISTRY.register(KEY)
 def write_chexpert(out_dir: str, rng: np.random.Generator) -> Dict[str, Any]:
     """Write the CheXpert demo replica; returns ``{split: [image records]}`` with, per image,
     ``key`` (path without the release folder), ``labels`` (14 floats as the CSV says),

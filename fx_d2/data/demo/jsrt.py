@@ -21,7 +21,7 @@ from PIL import Image
 
 from ..masks import mask_to_box
 from .phantom import make_phantom, to_uint16
-from .registry import register_demo_writer
+from .registry import DEMO_WRITER_REGISTRY
 
 KEY = "jsrt"
 SIDE = 192
@@ -43,7 +43,7 @@ def _write_gif(path: str, mask: np.ndarray) -> None:
     img.save(path, format="GIF")
 
 
-@register_demo_writer(KEY)
+@DEMO_WRITER_REGISTRY.register(KEY)
 def write_jsrt(out_dir: str, rng: np.random.Generator) -> Dict[str, Any]:
     """Write the JSRT+SCR demo replica; returns ``{"images": [{"name", "fold", "nodule",
     "areas": {class: px}, "boxes": {class: box}}]}`` (geometry on the 96x96 mask grid)."""

@@ -28,7 +28,7 @@ import numpy as np
 
 from .chexpert import CLASSES, format_value, observations, plan_findings, sprinkle_uncertain
 from .phantom import make_phantom, to_uint8
-from .registry import register_demo_writer
+from .registry import DEMO_WRITER_REGISTRY
 
 KEY = "mimic_cxr"
 PREFIX = "mimic-cxr-2.0.0-"
@@ -53,7 +53,7 @@ def _write_gz(path: str, header, rows) -> None:
         f.write(gzip.compress(text.getvalue().encode("utf-8"), mtime=0))
 
 
-@register_demo_writer(KEY)
+@DEMO_WRITER_REGISTRY.register(KEY)
 def write_mimic_cxr(out_dir: str, rng: np.random.Generator) -> Dict[str, Any]:
     """Write the MIMIC-CXR-JPG demo replica; returns ``{split: [image records]}`` (split as in
     the split file: train/validate/test) in split-file order with ``dicom``, ``subject``,

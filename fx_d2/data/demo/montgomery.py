@@ -23,13 +23,13 @@ import numpy as np
 from ..masks import mask_to_box
 from ..splits import TRAIN_VAL_TEST, hash_split
 from .phantom import make_phantom, to_uint8
-from .registry import register_demo_writer
+from .registry import DEMO_WRITER_REGISTRY
 
 KEY = "montgomery"
 QUOTAS = {"train": 32, "val": 6, "test": 14}
 
 
-@register_demo_writer(KEY)
+@DEMO_WRITER_REGISTRY.register(KEY)
 def write_montgomery(out_dir: str, rng: np.random.Generator) -> Dict[str, Any]:
     """Write the Montgomery demo replica; returns ``{"images": [{"name", "split", "tb",
     "height", "width", "areas": {"Lungs", "Left Lung", "Right Lung"}, "boxes": {...}}]}``."""

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..splits import VAL_TRAIN, hash_split
 from .phantom import make_phantom, to_uint8
-from .registry import register_demo_writer
+from .registry import DEMO_WRITER_REGISTRY
 
 KEY = "nih_cxr14"
 SIDE = 224
@@ -64,7 +64,7 @@ def _boxes(rng, lesions) -> List[Dict[str, Any]]:
     return out
 
 
-@register_demo_writer(KEY)
+@DEMO_WRITER_REGISTRY.register(KEY)
 def write_nih_cxr14(out_dir: str, rng: np.random.Generator) -> Dict[str, Any]:
     """Write the NIH ChestX-ray14 demo replica; returns ``{split: [image records]}`` in
     Data_Entry order with ``name``, ``patient`` (8 digits), ``labels`` (14 floats), ``kinds``

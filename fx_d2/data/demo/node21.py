@@ -18,14 +18,14 @@ from typing import Any, Dict
 import numpy as np
 
 from .phantom import make_phantom, to_uint16
-from .registry import register_demo_writer
+from .registry import DEMO_WRITER_REGISTRY
 
 KEY = "node21"
 SIDE = 144
 N_IMAGES = 384
 
 
-@register_demo_writer(KEY)
+@DEMO_WRITER_REGISTRY.register(KEY)
 def write_node21(out_dir: str, rng: np.random.Generator) -> Dict[str, Any]:
     """Write the NODE21 demo replica.
 

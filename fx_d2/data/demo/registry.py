@@ -1,18 +1,11 @@
 """Registry of demo-replica writers: one per dataset key."""
 
-from typing import Callable, Dict
+from ...utils.registry import Registry
 
-import numpy as np
+__all__ = ["DEMO_WRITER_REGISTRY"]
 
-# key -> writer(out_dir, rng) that writes <out_dir>/<key>/ in the original download layout.
-DEMO_WRITERS: Dict[str, Callable[[str, np.random.Generator], None]] = {}
-
-
-def register_demo_writer(key: str):
-    """Decorator: register the demo writer of dataset ``key``."""
-
-    def decorator(fn):
-        DEMO_WRITERS[key] = fn
-        return fn
-
-    return decorator
+DEMO_WRITER_REGISTRY = Registry("FX_DEMO_WRITER")
+DEMO_WRITER_REGISTRY.__doc__ = """
+Dataset key -> ``writer(out_dir, rng)`` that writes ``<out_dir>/<key>/`` in the original download
+layout (``rng``: a numpy Generator); registered with ``@DEMO_WRITER_REGISTRY.register(key)``.
+"""

@@ -25,7 +25,7 @@ import numpy as np
 
 from .dicom_writer import demo_uid, write_demo_dicom
 from .phantom import make_phantom, to_uint8
-from .registry import register_demo_writer
+from .registry import DEMO_WRITER_REGISTRY
 
 KEY = "rsna_pneumonia"
 SIDE = 256
@@ -47,7 +47,7 @@ def _write(path: str, ph, rng, patient_id: str) -> None:
     )
 
 
-@register_demo_writer(KEY)
+@DEMO_WRITER_REGISTRY.register(KEY)
 def write_rsna_pneumonia(out_dir: str, rng: np.random.Generator) -> Dict[str, Any]:
     """Write the RSNA Pneumonia demo replica.
 

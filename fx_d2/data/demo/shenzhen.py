@@ -21,14 +21,14 @@ import numpy as np
 
 from ..splits import TRAIN_VAL_TEST, hash_split
 from .phantom import make_phantom, to_uint8
-from .registry import register_demo_writer
+from .registry import DEMO_WRITER_REGISTRY
 
 KEY = "shenzhen"
 TARGET = {"train": 256, "val": 8, "test": 64}
 N_NORMAL, N_TOTAL = 326, 662
 
 
-@register_demo_writer(KEY)
+@DEMO_WRITER_REGISTRY.register(KEY)
 def write_shenzhen(out_dir: str, rng: np.random.Generator) -> Dict[str, Any]:
     """Write the Shenzhen demo replica; returns ``{split: [records]}`` sorted by file name, with
     ``name``, ``patient``, ``label`` (0/1), ``height``, ``width``, ``kinds`` (findings drawn)."""

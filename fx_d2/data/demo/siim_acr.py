@@ -23,14 +23,14 @@ from ..masks import mask_to_box
 from ..rle import encode_siim_rle
 from .dicom_writer import demo_uid, write_demo_dicom
 from .phantom import make_phantom, to_uint8
-from .registry import register_demo_writer
+from .registry import DEMO_WRITER_REGISTRY
 
 KEY = "siim_acr"
 SIDE = 256
 N_TRAIN, N_TEST = 72, 32
 
 
-@register_demo_writer(KEY)
+@DEMO_WRITER_REGISTRY.register(KEY)
 def write_siim_acr(out_dir: str, rng: np.random.Generator) -> Dict[str, Any]:
     """Write the SIIM-ACR demo replica; returns a manifest.
 

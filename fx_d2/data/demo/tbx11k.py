@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from .phantom import make_phantom, to_uint8
-from .registry import register_demo_writer
+from .registry import DEMO_WRITER_REGISTRY
 
 KEY = "tbx11k"
 # COCO category names of the TBX11K JSONs, by id 1, 2, 3
@@ -39,7 +39,7 @@ CATEGORY_OF_KIND = {kind: category for category, kind in TB_KIND.items()}
 PREFIX = {"health": "h", "sick": "s", "tb": "tb", "test": "t"}
 
 
-@register_demo_writer(KEY)
+@DEMO_WRITER_REGISTRY.register(KEY)
 def write_tbx11k(out_dir: str, rng: np.random.Generator) -> Dict[str, Any]:
     """Write the TBX11K demo replica.
 

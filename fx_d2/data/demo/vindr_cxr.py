@@ -28,7 +28,7 @@ import numpy as np
 
 from .dicom_writer import write_demo_dicom
 from .phantom import make_phantom, to_uint16
-from .registry import register_demo_writer
+from .registry import DEMO_WRITER_REGISTRY
 
 KEY = "vindr_cxr"
 # Label columns of image_labels_*.csv in file order: 22 local labels (the box classes), 6 global
@@ -75,7 +75,7 @@ def _reader_rows(rng, lesions, height, width) -> Dict[str, Any]:
     return dict(local=local, globals=glob, boxes=boxes)
 
 
-@register_demo_writer(KEY)
+@DEMO_WRITER_REGISTRY.register(KEY)
 def write_vindr_cxr(out_dir: str, rng: np.random.Generator) -> Dict[str, Any]:
     """Write the VinDr-CXR demo replica.
 

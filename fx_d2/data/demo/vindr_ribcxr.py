@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from .phantom import RIBS, make_phantom, to_uint8
-from .registry import register_demo_writer
+from .registry import DEMO_WRITER_REGISTRY
 
 KEY = "vindr_ribcxr"
 COUNTS = {"train": 28, "val": 14}
@@ -39,7 +39,7 @@ def _rib_polygon(mask: np.ndarray) -> Optional[List[Dict[str, int]]]:
     return [{"x": int(x), "y": int(y)} for x, y in poly]
 
 
-@register_demo_writer(KEY)
+@DEMO_WRITER_REGISTRY.register(KEY)
 def write_vindr_ribcxr(out_dir: str, rng: np.random.Generator) -> Dict[str, Any]:
     """Write the VinDr-RibCXR demo replica; returns ``{split: [{"name", "height", "width",
     "ribs": {rib: flat polygon | None}}]}`` in JSON order."""
