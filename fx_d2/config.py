@@ -201,6 +201,9 @@ def _add_model_config(cfg: CN) -> None:
     # Under lock the student features of the consistency loss carry no gradient; False skips the
     # teacher forward there and logs loss_consistency = 0, True computes it anyway.
     cfg.MODEL.FX.CONSISTENCY_WHEN_LOCKED = False
+    # Fully unpickle checkpoint files that torch.load(weights_only=True) refuses (.pkl model-zoo
+    # files, objects beyond tensors): this runs code the file names, so only for trusted files.
+    cfg.MODEL.FX.TRUST_PICKLE = False
     # END MODEL KEYS
 
 

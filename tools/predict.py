@@ -61,6 +61,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         "--teacher", action="store_true", help="use the EMA teacher of a training checkpoint"
     )
+    parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="read weights that need full unpickling (MODEL.FX.TRUST_PICKLE); this RUNS code the "
+        "file names: only for files whose origin you trust",
+    )
     parser.add_argument("--score-thresh", type=float, default=0.5, help="lowest box score drawn")
     parser.add_argument("--no-overlay", action="store_true", help="write JSON only")
     parser.add_argument(
@@ -118,6 +124,8 @@ def setup_cfg(args: argparse.Namespace):
     cfg = add_fx_config(get_cfg())
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
+    if args.trust_pickle:
+        cfg.MODEL.FX.TRUST_PICKLE = True
     cfg.freeze()
     return cfg
 

@@ -33,13 +33,19 @@ logger = logging.getLogger("fx_d2.train_net")
 
 
 def build_parser():
-    """Detectron2's parser plus ``--eval-teacher``."""
+    """Detectron2's parser plus ``--eval-teacher`` and ``--trust-pickle``."""
     parser = default_argument_parser()
     parser.add_argument(
         "--eval-teacher",
         action="store_true",
         help="with --eval-only: also evaluate the checkpoint's EMA teacher; when training: "
         "evaluate the teacher at every evaluation (TEST.FX.EVAL_TEACHER True)",
+    )
+    parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="read MODEL.WEIGHTS / checkpoints that need full unpickling (.pkl model-zoo files; "
+        "MODEL.FX.TRUST_PICKLE True); this RUNS code the file names: only for trusted files",
     )
     return parser
 
@@ -52,6 +58,8 @@ def setup(args):
     cfg.merge_from_list(args.opts)
     if args.eval_teacher:
         cfg.TEST.FX.EVAL_TEACHER = True
+    if getattr(args, "trust_pickle", False):
+        cfg.MODEL.FX.TRUST_PICKLE = True
     cfg.freeze()
     fx_default_setup(cfg, args)
     return cfg

@@ -100,7 +100,11 @@ class LockReleaseTrainer(TrainStepMixin, ResumableStateMixin, TrainerBase):
         if self.grad_scaler is not None:
             checkpointables["grad_scaler"] = self.grad_scaler
         self.checkpointer = FXCheckpointer(
-            student, cfg.OUTPUT_DIR, keep_last=cfg.SOLVER.FX.KEEP_LAST, **checkpointables
+            student,
+            cfg.OUTPUT_DIR,
+            keep_last=cfg.SOLVER.FX.KEEP_LAST,
+            trust_pickle=cfg.MODEL.FX.TRUST_PICKLE,
+            **checkpointables,
         )
         self.evaluation = FXEvaluationRunner(
             cfg, eval_datasets(cfg, self.stages), self.build_test_mapper

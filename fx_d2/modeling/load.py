@@ -13,9 +13,9 @@ from collections import Counter
 from typing import Any, Dict, List, Mapping, Union
 
 import torch
-from detectron2.utils.file_io import PathManager
 from torch import nn
 
+from ..checkpoint.loading import load_checkpoint
 from .teacher import unwrap_model
 
 __all__ = ["load_foundation_x_weights", "read_state_dict"]
@@ -23,22 +23,19 @@ __all__ = ["load_foundation_x_weights", "read_state_dict"]
 logger = logging.getLogger(__name__)
 
 
-def read_state_dict(source: Union[str, Mapping[str, Any]]) -> Dict[str, torch.Tensor]:
+def read_state_dict(
+    source: Union[str, Mapping[str, Any]], trust_pickle: bool = False
+) -> Dict[str, torch.Tensor]:
     """Tensors of a checkpoint file or dict: the ``"model"`` (or ``"state_dict"``) entry when
-    present, else the mapping itself; a leading ``module.`` (DDP) is stripped.
+    present, else the mapping itself; a leading ``module.`` (DDP) is stripped. A file is read by
+    :func:`fx_d2.checkpoint.loading.load_checkpoint` (no code from it runs unless
+    ``trust_pickle``).
 
     Raises:
-        ValueError: the file/dict holds no tensors.
+        ValueError: the file cannot be read or is refused, or the file/dict holds no tensors.
     """
     where = source if isinstance(source, str) else "<state_dict>"
-    if isinstance(source, str):
-        with PathManager.open(source, "rb") as f:
-            try:
-                data = torch.load(f, map_location="cpu", weights_only=True)
-            except Exception as err:  # a file that is not a torch checkpoint
-                raise ValueError(f"{where}: cannot read as a torch checkpoint ({err})") from err
-    else:
-        data = source
+    data = load_checkpoint(source, trust_pickle=trust_pickle) if isinstance(source, str) else source
     for entry in ("model", "state_dict"):
         if isinstance(data, Mapping) and isinstance(data.get(entry), Mapping):
             data = data[entry]
@@ -64,13 +61,16 @@ def _group(names: List[str]) -> Dict[str, int]:
 
 
 def load_foundation_x_weights(
-    model: nn.Module, path_or_state_dict: Union[str, Mapping[str, Any]]
+    model: nn.Module,
+    path_or_state_dict: Union[str, Mapping[str, Any]],
+    trust_pickle: bool = False,
 ) -> Dict[str, Any]:
     """Copy matching tensors of a converted Foundation X checkpoint into ``model``.
 
     Args:
         model: a FoundationX (possibly DDP-wrapped).
         path_or_state_dict: checkpoint path (any PathManager URI) or an already-loaded dict.
+        trust_pickle: see :func:`fx_d2.checkpoint.loading.load_checkpoint`.
 
     Returns:
         report dict: ``loaded`` / ``missing`` / ``unexpected`` / ``shape_mismatch`` (sorted name
@@ -80,7 +80,7 @@ def load_foundation_x_weights(
         GroupNorm one).
     """
     model = unwrap_model(model)
-    incoming = read_state_dict(path_or_state_dict)
+    incoming = read_state_dict(path_or_state_dict, trust_pickle)
     own = model.state_dict()
     matched, mismatched = {}, []
     for name, value in incoming.items():
