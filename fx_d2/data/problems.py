@@ -1,13 +1,21 @@
 """Problems found while reading a dataset: counted, with the first examples, or raised in strict
 mode."""
 
+import contextlib
 import logging
 from collections import OrderedDict
-from typing import Dict, List
+from typing import Dict, Iterator, List
 
 __all__ = ["DatasetProblemError", "ProblemLog"]
 
 logger = logging.getLogger(__name__)
+
+# What malformed data makes record-building code raise (a wrong type, a missing key, a huge or
+# non-finite number, undecodable text); anything else (e.g. OSError) is not about one record.
+RECORD_ERRORS = (
+    ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError, UnicodeError,
+    RecursionError,
+)  # fmt: skip
 
 
 class DatasetProblemError(ValueError):
@@ -19,8 +27,8 @@ class ProblemLog:
 
     Kinds used by the sources (docs/datasets.md): ``missing_image``, ``missing_mask``,
     ``bad_image``, ``unknown_class``, ``unlabelled_study``, ``rle_overflow``, ``box_clipped``,
-    ``box_degenerate``, ``path_outside_root``, ``bad_row``. In strict mode the first problem raises
-    :class:`DatasetProblemError`.
+    ``box_degenerate``, ``path_outside_root``, ``bad_id``, ``bad_encoding``, ``split_overlap``,
+    ``bad_row``. In strict mode the first problem raises :class:`DatasetProblemError`.
     """
 
     def __init__(self, name: str, strict: bool = False, max_examples: int = 5):
@@ -39,6 +47,19 @@ class ProblemLog:
         examples = self.examples.setdefault(kind, [])
         if len(examples) < self.max_examples:
             examples.append(text)
+
+    @contextlib.contextmanager
+    def guard(self, where: str, kind: str = "bad_row") -> Iterator[None]:
+        """Build one record inside ``with problems.guard(where):``; if malformed data makes the
+        body raise (:data:`RECORD_ERRORS`), the rest of the body is skipped and the error is
+        recorded as ``kind`` under ``where`` (file and line or entry index), so one bad record
+        never stops a dataset. Strict mode raises :class:`DatasetProblemError` instead."""
+        try:
+            yield
+        except DatasetProblemError:
+            raise
+        except RECORD_ERRORS as e:
+            self.add(kind, where, f"{type(e).__name__}: {e}")
 
     def total(self) -> int:
         """Number of problems recorded."""
