@@ -32,6 +32,7 @@ from fx_d2.modeling.teacher import EMATeacher, unwrap_model
 from .evaluate import FXEvaluationRunner, eval_datasets, evaluate_checkpoint
 from .hooks import CycleEvalHook, EMAHook, FXCheckpointHook, LockReleaseHook
 from .optimizer import build_fx_optimizer
+from .preflight import check_datasets, validate_config
 from .registry import TRAINER_REGISTRY
 from .rng import preserved_rng, restore_rng_state
 from .schedule import (
@@ -70,6 +71,7 @@ class LockReleaseTrainer(TrainStepMixin, ResumableStateMixin, TrainerBase):
 
     def __init__(self, cfg):
         super().__init__()
+        validate_config(cfg)  # preflight: a bad value fails here, in seconds, with its key named
         self.cfg = cfg
         if comm.is_main_process() and cfg.OUTPUT_DIR:
             os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
@@ -120,6 +122,10 @@ class LockReleaseTrainer(TrainStepMixin, ResumableStateMixin, TrainerBase):
         self._rng_states: Optional[List[Dict[str, Any]]] = None
         self._pending_rng: Optional[Dict[str, Any]] = None
         self.register_hooks(self.build_hooks())
+        # preflight: every stage's data and every test set is read now, not when it is needed
+        check_datasets(
+            self.stages, self.stage_data, self.evaluation.datasets, cfg.DATASETS.FX.STRICT
+        )
 
     # ------------------------------------------------------------------------------ builders
     @classmethod
