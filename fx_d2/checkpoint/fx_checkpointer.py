@@ -165,7 +165,10 @@ class FXCheckpointer(DetectionCheckpointer):
             loaded = {"model": weights, "__author__": "Caffe2", "matching_heuristics": True}
         elif "model" not in loaded:
             loaded = {"model": loaded}
-        self.last_loaded_keys = sorted(loaded)
+        if not isinstance(loaded["model"], dict):
+            kind = type(loaded["model"]).__name__
+            raise CheckpointLoadError(filename, f"its 'model' entry is a {kind}, not a state dict")
+        self.last_loaded_keys = sorted(map(str, loaded))
         return loaded
 
     # ------------------------------------------------------------------------------ resume

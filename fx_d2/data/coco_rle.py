@@ -1,7 +1,7 @@
 """COCO run-length encoding (pycocotools' format of Detectron2 ``segmentation`` dicts:
-``{"size": [h, w], "counts": str}``), checked strictly: sides 1..65535, counts non-negative
-integers summing to ``h * w`` (pycocotools checks neither and reads garbage). Re-exported by
-:mod:`.rle`.
+``{"size": [h, w], "counts": str}``), checked strictly: sides 1..65535 (at most 1e8 pixels),
+counts non-negative integers summing to ``h * w`` (pycocotools checks neither and reads garbage).
+Re-exported by :mod:`.rle`.
 """
 
 from typing import Any, Dict
@@ -9,13 +9,15 @@ from typing import Any, Dict
 import numpy as np
 import pycocotools.mask as mask_util
 
-__all__ = ["MAX_SIDE", "check_mask_size", "coco_rle_to_mask", "mask_to_coco_rle"]
+__all__ = ["MAX_PIXELS", "MAX_SIDE", "check_mask_size", "coco_rle_to_mask", "mask_to_coco_rle"]
 
 MAX_SIDE = 65535  # DICOM Rows / Columns are 16-bit
+MAX_PIXELS = 100_000_000  # as the image readers' default limit: masks are rasterised in memory
 
 
 def check_mask_size(height: int, width: int) -> int:
-    """``height * width`` after checking both are integers in 1..65535.
+    """``height * width`` after checking both are integers in 1..65535 and the product is at most
+    :data:`MAX_PIXELS`.
 
     Raises:
         ValueError: naming the size.
@@ -25,6 +27,8 @@ def check_mask_size(height: int, width: int) -> int:
             raise ValueError(f"RLE mask size must be integers, got {height!r}x{width!r}")
     if not (0 < height <= MAX_SIDE and 0 < width <= MAX_SIDE):
         raise ValueError(f"RLE mask size must be 1..{MAX_SIDE} per side, got {height}x{width}")
+    if int(height) * int(width) > MAX_PIXELS:
+        raise ValueError(f"RLE mask size {height}x{width} is more than {MAX_PIXELS} pixels")
     return int(height) * int(width)
 
 

@@ -19,8 +19,8 @@ goes past the image, or a value larger than the image's pixel count, raises
 
 Strictness: values are ASCII digits separated by ASCII whitespace and nothing else (no sign, no
 ``_``, no other script's digits, no exponent); COCO ``counts`` are non-negative integers (a float
-is not truncated); mask sides are 1..65535 (DICOM's limit). Anything else is a ``ValueError``,
-never another exception type.
+is not truncated); mask sides are 1..65535 (DICOM's limit), at most 1e8 pixels. Anything else is
+a ``ValueError``, never another exception type.
 """
 
 import math
@@ -110,15 +110,18 @@ def _parse_pairs(rle: str, what: str, total: int) -> Tuple[np.ndarray, np.ndarra
 def _paint_runs(
     starts: np.ndarray, lengths: np.ndarray, total: int, what: str, height: int, width: int
 ) -> np.ndarray:
-    """Flat bool array with ``[start, start+length)`` set; raises on a run past ``total``."""
+    """Flat bool array with ``[start, start+length)`` set; raises on a run past ``total``
+    (zero-length runs paint nothing and are ignored, as in :func:`_merged_runs`)."""
     ends = starts + lengths
-    over = np.flatnonzero(ends > total)
+    over = np.flatnonzero((ends > total) & (lengths > 0))
     if over.size:
         i = int(over[0])
         raise RLEOverflowError(
             f"{what} RLE run #{i} (0-based start {int(starts[i])}, length {int(lengths[i])}) ends "
             f"at pixel {int(ends[i])}, past the {total} pixels of a {height}x{width} mask"
         )
+    keep = lengths > 0
+    starts, ends = starts[keep], ends[keep]
     diff = np.zeros(total + 1, np.int32)
     np.add.at(diff, starts, 1)
     np.add.at(diff, ends, -1)

@@ -12,6 +12,7 @@ import torch
 
 from fx_d2.checkpoint import CheckpointLoadError, load_checkpoint
 from fx_d2.checkpoint.convert import CheckpointConversionError, convert_file
+from fx_d2.checkpoint.fx_checkpointer import FXCheckpointer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -64,6 +65,9 @@ def test_truncated_missing_folder_fifo_and_non_dict(tmp_path):
     torch.save([torch.zeros(1)], tmp_path / "list.pth")
     with pytest.raises(CheckpointLoadError, match="list.pth.*holds a list, expected a dict"):
         load_checkpoint(str(tmp_path / "list.pth"))
+    torch.save({"model": 5, "iteration": 3}, tmp_path / "model_0000003.pth")
+    with pytest.raises(CheckpointLoadError, match="'model' entry is a int, not a state dict"):
+        FXCheckpointer(torch.nn.Linear(2, 2), str(tmp_path)).resume_or_load("", resume=True)
 
 
 class Namespace:  # e.g. the argparse.Namespace research checkpoints carry
