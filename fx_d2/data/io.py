@@ -149,36 +149,42 @@ def read_image_size(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Tuple
     """(height, width) from the file header only (JSRT: from the file size), without decoding.
 
     Raises:
-        ImageReadError: as :func:`read_image` for the header.
+        ImageReadError: as :func:`read_image` for the header (an empty or too large size too).
     """
     path = os.fspath(path)
     _require_regular_file(path)
     try:
-        with open(path, "rb") as f:
-            head = f.read(132)
-        fmt = detect_format(path, head)
-        if fmt == "png":  # the IHDR is within the head: sizing a dataset reads 132 bytes a PNG
-            if len(head) < 24 or head[12:16] != b"IHDR":
-                raise ImageReadError(path, "PNG without a valid IHDR header (truncated?)")
-            width, height = struct.unpack(">II", head[16:24])
-            return height, width
-        if fmt in ("jpeg", "gif"):
-            from PIL import Image
-
-            with Image.open(path) as im:
-                return im.size[1], im.size[0]
-        if fmt == "jsrt":
-            side = _jsrt_side(path)
-            return side, side
-        if fmt == "mha":
-            return metaimage_shape(path, max_pixels)
-        from .dicom import dicom_size
-
-        return dicom_size(path)
+        height, width = _header_size(path, max_pixels)
     except ImageReadError:
         raise
     except Exception as e:  # any parser failure becomes a named-file error
         raise wrap_reader_error(path, e, "unreadable header") from e
+    check_pixels(path, height, width, max_pixels)
+    return height, width
+
+
+def _header_size(path: str, max_pixels: int) -> Tuple[int, int]:
+    with open(path, "rb") as f:
+        head = f.read(132)
+    fmt = detect_format(path, head)
+    if fmt == "png":  # the IHDR is within the head: sizing a dataset reads 132 bytes a PNG
+        if len(head) < 24 or head[12:16] != b"IHDR":
+            raise ImageReadError(path, "PNG without a valid IHDR header (truncated?)")
+        width, height = struct.unpack(">II", head[16:24])
+        return height, width
+    if fmt in ("jpeg", "gif"):
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return im.size[1], im.size[0]
+    if fmt == "jsrt":
+        side = _jsrt_side(path)
+        return side, side
+    if fmt == "mha":
+        return metaimage_shape(path, max_pixels)
+    from .dicom import dicom_size
+
+    return dicom_size(path)
 
 
 def read_mask(
