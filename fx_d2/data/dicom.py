@@ -36,7 +36,7 @@ _PIXEL_DATA_TAGS = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10")
 _DATASET_OVERHEAD = 1 << 24  # inflated bytes allowed besides the pixel data
 
 
-def _check_deflated(path: str, max_bytes: int) -> None:
+def check_deflated(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
     """Refuse a deflated-syntax file that inflates to more than ``max_bytes`` (+ the rest of the
     dataset): pydicom inflates the whole file in memory before reading it."""
     with open(path, "rb") as f:
@@ -70,7 +70,7 @@ def _check_deflated(path: str, max_bytes: int) -> None:
 def _dcmread(path: str, max_bytes: int = DEFAULT_MAX_BYTES, **kwargs):
     import pydicom
 
-    _check_deflated(path, max_bytes)
+    check_deflated(path, max_bytes)
     try:
         return pydicom.dcmread(path, **kwargs)
     except pydicom.errors.InvalidDicomError:
