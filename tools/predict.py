@@ -30,7 +30,7 @@ import fx_d2  # noqa: F401  registers the sources, backbone and meta-architectur
 from fx_d2.config import add_fx_config
 from fx_d2.data.catalog import metadata_name
 from fx_d2.data.io import ImageReadError, detect_format, read_image
-from fx_d2.utils.predictor import FXPredictor, outputs_to_json
+from fx_d2.inference.predictor import FXPredictor, outputs_to_json
 from fx_d2.utils.visualize import draw_fx_predictions
 
 logger = logging.getLogger("fx_d2.predict")

@@ -14,11 +14,11 @@ from detectron2.modeling import build_model
 from fx_d2.checkpoint import CheckpointLoadError, load_checkpoint
 from fx_d2.checkpoint.convert import CheckpointConversionError, convert_file
 from fx_d2.checkpoint.fx_checkpointer import FXCheckpointer
+from fx_d2.checkpoint.model_weights import load_foundation_x_weights
 from fx_d2.engine.evaluate import evaluate_checkpoint
-from fx_d2.modeling.load import load_foundation_x_weights
+from fx_d2.inference.predictor import FXPredictor
 from fx_d2.testing.model import TINY_CONFIG, synthetic_metadata, tiny_cfg
 from fx_d2.testing.trainer import SyntheticLockReleaseTrainer, register_synthetic, toy_cfg
-from fx_d2.utils.predictor import FXPredictor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = "h13evil"

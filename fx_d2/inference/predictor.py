@@ -9,8 +9,8 @@ import torch
 from detectron2.modeling import build_model
 
 from fx_d2.checkpoint.loading import load_checkpoint
+from fx_d2.checkpoint.model_weights import load_foundation_x_weights
 from fx_d2.data.mapper import FXDatasetMapper
-from fx_d2.modeling.load import load_foundation_x_weights
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from typing import Any, Dict, List, Mapping, Union
 import torch
 from torch import nn
 
-from ..checkpoint.loading import load_checkpoint
-from .teacher import unwrap_model
+from ..modeling.teacher import unwrap_model
+from .loading import load_checkpoint
 
 __all__ = ["load_foundation_x_weights", "read_state_dict"]
 
