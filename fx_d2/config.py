@@ -201,6 +201,11 @@ def _add_model_config(cfg: CN) -> None:
     # Under lock the student features of the consistency loss carry no gradient; False skips the
     # teacher forward there and logs loss_consistency = 0, True computes it anyway.
     cfg.MODEL.FX.CONSISTENCY_WHEN_LOCKED = False
+    # torch.compile the backbone's stages for training steps (train mode; locked phases, the
+    # teacher and inference stay eager). Pays off for fixed-size inputs (RESIZE_MODE "square").
+    cfg.MODEL.FX.COMPILE = False
+    # torch.compile backend: "inductor" (generates GPU/CPU kernels), "aot_eager" (tracing only).
+    cfg.MODEL.FX.COMPILE_BACKEND = "inductor"
     # END MODEL KEYS
 
 
