@@ -1,15 +1,17 @@
 #!/usr/bin/env python
 """Accelerator benchmark of the training path; prints one JSON object.
 
-One command, about 3 minutes on one H200 (CUDA is used when available, else the CPU):
+One command, about 3-4 minutes on one H200 (CUDA is used when available, else the CPU). Sections,
+in this order (``--out FILE`` rewrites the report after each, so a run cut short keeps them):
 
-* ``swin``: Swin-B at 224 px, a full training step (bf16 autocast, backward, fused AdamW,
-  channels-last) of fx_d2's ``FXSwinTransformer`` (preset ``swin_base_w7``) and timm's
-  ``SwinTransformer`` of the same architecture: images/s, MFU, peak memory; also ours with
-  ``torch.compile`` (what ``MODEL.FX.COMPILE`` does) and ours without channels-last (the A/B).
+* ``swin``: Swin-B at 224 px, batch 128, a full training step (bf16 autocast, backward, fused
+  AdamW, channels-last) of fx_d2's ``FXSwinTransformer`` (preset ``swin_base_w7``) and of timm's
+  ``SwinTransformer`` of the same architecture: images/s, MFU, peak memory; also ours without
+  channels-last and ours with foreach instead of fused AdamW (the A/Bs of those options).
   FLOPs per step are counted by ``torch.utils.flop_counter.FlopCounterMode`` over one forward +
-  backward (matmuls, convolutions and attention, with SDPA on its math kernels so attention is
-  counted whatever the device picks); MFU = FLOPs / step time / the device's dense bf16 peak.
+  backward (matmuls, convolutions, attention; SDPA on its math kernels so that attention is
+  counted whatever kernel the device picks); MFU = FLOPs / step time / the device's dense bf16
+  peak (``PEAK_BF16_TFLOPS``, or ``--peak-tflops``).
 * ``foundation_x``: the Lock-Release trainer (the real ``run_step``: data stream, bf16 autocast,
   EMA-teacher consistency, clipping, fused AdamW) on FoundationX Swin-B at 224 px, synthetic
   in-memory data, one cls / loc / seg stage each with a lock and a release phase, at batch 24 and
@@ -19,13 +21,15 @@ One command, about 3 minutes on one H200 (CUDA is used when available, else the 
 * ``data``: the trainer's data pipeline (FXTrainStream + FXDatasetMapper + Detectron2 loader,
   224 px square) with 8 workers on demo data (built by the demo writers of
   ``tools/make_demo_data.py`` unless ``--demo-data`` names a built copy): images/s per stream,
-  peak memory of the main process and of one worker.
+  peak memory of the main process and of the workers.
+* ``swin_compiled``: ours under ``torch.compile`` as ``MODEL.FX.COMPILE`` sets it (and timm's
+  with ``--compile-timm``), against the eager rows; last, as compiling takes the longest.
 
-``--quick`` runs every section small on the CPU in seconds (the tiny test Swin at 112 px, tiny
-FoundationX at 64 px with batch 2 / 4, 2 workers) and is part of ``make test``. A failing section
-is reported under ``errors`` (the others still run) and the exit status is 1.
+``--quick`` runs the first three sections small on the CPU in seconds (the tiny test Swin at
+112 px, tiny FoundationX at 64 px with batch 2 / 4, 2 workers) and is part of ``make test``. A
+failing section is reported under ``errors`` (the others still run) and the exit status is 1.
 
-    python benchmarks/gpu.py [--quick] [--demo-data DIR] [--sections swin foundation_x data]
+    python benchmarks/gpu.py [--quick] [--out gpu.json] [--demo-data DIR] [--sections ...]
 """
 
 import argparse
@@ -58,7 +62,7 @@ PEAK_BF16_TFLOPS = {
     "H100": 989.4,  # H100 SXM
     "A100": 312.0,
 }
-SECTIONS = ("swin", "foundation_x", "data")
+SECTIONS = ("swin", "foundation_x", "data", "swin_compiled")  # in this order
 BENCH_KEY = "bench"
 
 
@@ -103,7 +107,7 @@ class PeakMemory:
             return round(torch.cuda.max_memory_allocated() / 2**20, 1)
         if self._base < 0:
             return None
-        return round((_proc_status_kb("VmHWM") - self._base) / 1024, 1)
+        return round(max(_proc_status_kb("VmHWM") - self._base, 0) / 1024, 1)
 
 
 def _proc_status_kb(field: str, pid: str = "self") -> int:
@@ -157,8 +161,11 @@ def _swin_arch(quick: bool) -> Tuple[str, Dict[str, Any], int]:
     return ("tiny test Swin", TINY_SWIN, 112) if quick else ("Swin-B", swin_preset("swin_b"), 224)
 
 
-def _swin_step_fn(impl: str, arch: Dict[str, Any], size: int, device: str, channels_last: bool):
-    """A model (train mode, on ``device``), its feature function and its AdamW."""
+def _swin_step_fn(
+    impl: str, arch: Dict[str, Any], size: int, device: str, channels_last: bool, fused: bool
+):
+    """A model (train mode, on ``device``), its feature function and its AdamW (fused, or
+    torch's default: foreach on CUDA)."""
     if impl == "timm":
         from timm.models.swin_transformer import SwinTransformer
 
@@ -173,8 +180,7 @@ def _swin_step_fn(impl: str, arch: Dict[str, Any], size: int, device: str, chann
     net = net.to(device).train()
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-    fused = True if _cuda(device) else None
-    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=fused)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=fused or None)
     return net, features, optimizer
 
 
@@ -197,12 +203,14 @@ def count_flops(loss_fn: Callable[[], torch.Tensor], device: str) -> int:
     return int(counter.get_total_flops())
 
 
-def _measure_swin(args, device, impl, size, batch, channels_last, compiled) -> Dict[str, Any]:
+def _measure_swin(
+    args, device, impl, size, batch, channels_last, compiled, fused
+) -> Dict[str, Any]:
     """Build one variant, count its FLOPs (eager), optionally compile it, time its steps."""
     _, arch, _ = _swin_arch(args.quick)
     warmup, steps = (1, 2) if args.quick else (5, 15)
     torch.manual_seed(0)
-    net, features, optimizer = _swin_step_fn(impl, arch, size, device, channels_last)
+    net, features, optimizer = _swin_step_fn(impl, arch, size, device, channels_last, fused)
     x = torch.randn(batch, 3, size, size, device=device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -211,7 +219,7 @@ def _measure_swin(args, device, impl, size, batch, channels_last, compiled) -> D
         with _autocast(device):
             return features(x).float().mean()
 
-    row: Dict[str, Any] = {"channels_last": channels_last, "compiled": compiled}
+    row: Dict[str, Any] = {"channels_last": channels_last, "compiled": compiled, "fused": fused}
     if compiled:
         if impl == "ours":
             net.set_compile(args.compile_backend)  # what MODEL.FX.COMPILE does
@@ -246,50 +254,39 @@ def _measure_swin(args, device, impl, size, batch, channels_last, compiled) -> D
     return row
 
 
+def _with_mfu(row: Dict[str, Any], flops_per_step: float, peak: Dict[str, Any]):
+    achieved = flops_per_step / (row["step_ms"] / 1e3) / 1e12
+    row["achieved_tflops"] = float(f"{achieved:.4g}")
+    row["mfu"] = float(f"{achieved / peak['tflops']:.4g}") if peak["tflops"] else None
+    return row
+
+
+def _ratio(rows: Dict[str, Dict[str, Any]], a: str, b: str) -> float:
+    return round(rows[a]["images_per_s"] / rows[b]["images_per_s"], 3)
+
+
 def run_swin(args, device: str, peak: Dict[str, Any]) -> Dict[str, Any]:
+    """Eager variants: ours, timm (and on CUDA ours without channels-last)."""
     model, _, size = _swin_arch(args.quick)
     batch = args.swin_batch or (2 if args.quick else 128)
     cuda = _cuda(device)
-    variants = {"ours": ("ours", cuda, False), "timm": ("timm", cuda, False)}
-    if cuda:
-        variants["ours_nchw"] = ("ours", False, False)  # channels-last A/B
-    if args.compile:
-        variants["ours_compiled"] = ("ours", cuda, True)
-        if args.compile_timm:
-            variants["timm_compiled"] = ("timm", cuda, True)
+    variants = {"ours": ("ours", cuda, cuda), "timm": ("timm", cuda, cuda)}
+    if cuda:  # the A/Bs of the CUDA options
+        variants["ours_nchw"] = ("ours", False, True)
+        variants["ours_foreach_adamw"] = ("ours", True, False)
     rows: Dict[str, Dict[str, Any]] = {}
-    for name, (impl, channels_last, compiled) in variants.items():
-        rows[name] = _measure_swin(args, device, impl, size, batch, channels_last, compiled)
+    for name, (impl, channels_last, fused) in variants.items():
+        rows[name] = _measure_swin(args, device, impl, size, batch, channels_last, False, fused)
         if cuda:
             torch.cuda.empty_cache()
-    model_flops = rows["ours"]["gflops_per_image"] * 1e9 * batch  # same architecture for all
+    flops = rows["ours"]["gflops_per_image"] * 1e9 * batch  # model FLOPs, the same for all
     for row in rows.values():
-        achieved = model_flops / (row["step_ms"] / 1e3) / 1e12
-        row["achieved_tflops"] = float(f"{achieved:.4g}")
-        row["mfu"] = float(f"{achieved / peak['tflops']:.4g}") if peak["tflops"] else None
-    ratios = {
-        "ours_over_timm": round(rows["ours"]["images_per_s"] / rows["timm"]["images_per_s"], 3)
-    }
-    if "ours_nchw" in rows:
-        ratios["channels_last_over_nchw"] = round(
-            rows["ours"]["images_per_s"] / rows["ours_nchw"]["images_per_s"], 3
-        )
-    if "ours_compiled" in rows:
-        ratios["ours_compiled_over_timm"] = round(
-            rows["ours_compiled"]["images_per_s"] / rows["timm"]["images_per_s"], 3
-        )
-        if "timm_compiled" in rows:
-            ratios["ours_compiled_over_timm_compiled"] = round(
-                rows["ours_compiled"]["images_per_s"] / rows["timm_compiled"]["images_per_s"], 3
-            )
-    goals: Dict[str, Optional[bool]] = {}
-    for name in ("ours", "ours_compiled"):
-        if name in rows:
-            mfu = rows[name]["mfu"]
-            goals[f"{name}_mfu_ge_0.40"] = None if mfu is None else mfu >= 0.40
-    for name, ratio in ratios.items():
-        if "over_timm" in name:
-            goals[f"{name}_ge_1.1"] = ratio >= 1.1
+        _with_mfu(row, flops, peak)
+    ratios = {"ours_over_timm": _ratio(rows, "ours", "timm")}
+    if cuda:
+        ratios["channels_last_over_nchw"] = _ratio(rows, "ours", "ours_nchw")
+        ratios["fused_over_foreach_adamw"] = _ratio(rows, "ours", "ours_foreach_adamw")
+    mfu = rows["ours"]["mfu"]
     return {
         "setup": {
             "model": model,
@@ -303,14 +300,47 @@ def run_swin(args, device: str, peak: Dict[str, Any]) -> Dict[str, Any]:
             "timed_steps": 2 if args.quick else 15,
             "order": "variants one after the other, each after its own warm-up",
             "flops": "FlopCounterMode over one forward + backward of ours at this batch "
-            "(SDPA forced to the math kernels); MFU of every variant uses this count",
+            "(SDPA forced to the math kernels); the MFU of every variant uses this count",
             "gflops_per_image": rows["ours"]["gflops_per_image"],
             "peak": peak,
         },
         "results": rows,
         "ratios": ratios,
-        "goals": goals,
+        "goals": {
+            "ours_mfu_ge_0.40": None if mfu is None else mfu >= 0.40,
+            "ours_over_timm_ge_1.1": ratios["ours_over_timm"] >= 1.1,
+        },
     }
+
+
+def run_swin_compiled(args, device: str, peak: Dict[str, Any], eager: Dict[str, Any]):
+    """``torch.compile`` variants (run last: compiling takes the longest), against ``eager``."""
+    setup = eager["setup"]
+    size, batch, cuda = setup["image_size"], setup["batch"], _cuda(device)
+    rows = dict(eager["results"])
+    names = ["ours"] + (["timm"] if args.compile_timm else [])
+    flops = setup["gflops_per_image"] * 1e9 * batch
+    for impl in names:
+        row = _measure_swin(args, device, impl, size, batch, cuda, True, cuda)
+        rows[f"{impl}_compiled"] = _with_mfu(row, flops, peak)
+        if cuda:
+            torch.cuda.empty_cache()
+    ratios = {
+        "ours_compiled_over_ours": _ratio(rows, "ours_compiled", "ours"),
+        "ours_compiled_over_timm": _ratio(rows, "ours_compiled", "timm"),
+    }
+    if args.compile_timm:
+        ratios["ours_compiled_over_timm_compiled"] = _ratio(rows, "ours_compiled", "timm_compiled")
+    mfu = rows["ours_compiled"]["mfu"]
+    goals = {"ours_compiled_mfu_ge_0.40": None if mfu is None else mfu >= 0.40}
+    goals.update({f"{k}_ge_1.1": v >= 1.1 for k, v in ratios.items() if "over_timm" in k})
+    return {
+        "setup": {"backend": args.compile_backend, "what": "MODEL.FX.COMPILE: the backbone "
+                  "stages through torch.compile; first_step_s includes compilation"},
+        "results": {k: v for k, v in rows.items() if k.endswith("_compiled")},
+        "ratios": ratios,
+        "goals": goals,
+    }  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------- FoundationX
@@ -557,16 +587,19 @@ def main(argv=None) -> int:
     parser.add_argument("--cpu", action="store_true", help="use the CPU even when CUDA exists")
     parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
     parser.add_argument("--swin-batch", type=int, help="Swin-B batch (default 128, quick 2)")
-    parser.add_argument("--no-compile", dest="compile", action="store_false")
+    parser.add_argument(
+        "--no-compile", dest="compile", action="store_false", help="skip swin_compiled"
+    )
     parser.add_argument("--compile-timm", action="store_true", help="also compile timm's Swin")
     parser.add_argument("--compile-backend", default="inductor")
     parser.add_argument("--peak-tflops", type=float, help="peak for the MFU (default by GPU)")
     parser.add_argument("--demo-data", help="a built demo replica (else a subset is built)")
     parser.add_argument("--workers", type=int, help="data-loader workers (default 8, quick 2)")
+    parser.add_argument("--out", help="also write the report here, after every section")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     device = "cuda" if torch.cuda.is_available() and not args.cpu and not args.quick else "cpu"
-    if args.quick:
+    if args.quick and args.compile_backend == "inductor":
         args.compile = False  # Inductor's C++ code generation takes minutes on a small CPU
     peak = peak_tflops(device, args.peak_tflops)
     report: Dict[str, Any] = {"benchmark": "gpu", "quick": args.quick, "env": environment(device)}
@@ -575,9 +608,13 @@ def main(argv=None) -> int:
         "swin": lambda: run_swin(args, device, peak),
         "foundation_x": lambda: run_foundation_x(args, device),
         "data": lambda: run_data(args),
+        "swin_compiled": lambda: run_swin_compiled(args, device, peak, report["swin"]),
     }
+    sections = [s for s in SECTIONS if s in args.sections]
+    if "swin_compiled" in sections and (not args.compile or "swin" not in sections):
+        sections.remove("swin_compiled")  # needs the eager Swin rows (and compiling)
     total = time.perf_counter()
-    for section in args.sections:
+    for section in sections:
         start = time.perf_counter()
         try:
             report[section] = runners[section]()
@@ -585,8 +622,13 @@ def main(argv=None) -> int:
         except Exception as e:  # report the others; exit 1 at the end
             errors[section] = f"{type(e).__name__}: {e}"
             traceback.print_exc()
-    report["errors"] = errors
-    report["seconds"] = round(time.perf_counter() - total, 1)
+        report["errors"] = errors
+        report["seconds"] = round(time.perf_counter() - total, 1)
+        if args.out:  # after every section: a run cut short keeps what it measured
+            os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+            with open(args.out + ".tmp", "w") as f:
+                json.dump(report, f, indent=1)
+            os.replace(args.out + ".tmp", args.out)
     print(json.dumps(report, indent=1))
     return 1 if errors or not _all_finite(report) else 0
 
