@@ -8,7 +8,7 @@ DEMO_DATA ?= demo_data
 DEMO_OUT ?= output/demo
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup test demo lint bench clean-venv
+.PHONY: setup test demo lint bench bench-gpu clean-venv
 
 setup: $(STAMP)
 
@@ -38,6 +38,9 @@ bench: setup
 	$(PY) benchmarks/data.py
 	$(PY) benchmarks/model.py
 	$(PY) benchmarks/train.py
+
+bench-gpu: setup  # one CUDA device, ~3-4 minutes; the report also goes to output/gpu_bench.json
+	$(PY) benchmarks/gpu.py --out output/gpu_bench.json
 
 clean-venv:
 	rm -rf $(VENV)

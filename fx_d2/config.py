@@ -204,6 +204,11 @@ def _add_model_config(cfg: CN) -> None:
     # Fully unpickle checkpoint files that torch.load(weights_only=True) refuses (.pkl model-zoo
     # files, objects beyond tensors): this runs code the file names, so only for trusted files.
     cfg.MODEL.FX.TRUST_PICKLE = False
+    # torch.compile the backbone's stages for training steps (train mode; locked phases, the
+    # teacher and inference stay eager). Pays off for fixed-size inputs (RESIZE_MODE "square").
+    cfg.MODEL.FX.COMPILE = False
+    # torch.compile backend: "inductor" (generates GPU/CPU kernels), "aot_eager" (tracing only).
+    cfg.MODEL.FX.COMPILE_BACKEND = "inductor"
     # END MODEL KEYS
 
 

@@ -12,8 +12,15 @@ Examples::
     python tools/train_net.py --config-file ... --eval-only --eval-teacher \\
         MODEL.WEIGHTS output/fx_pretrain/model_final.pth
 
-Without GPUs ``--num-gpus N`` starts N CPU processes (gloo). At the end of training the results
-table is printed and overlays + metric curves are written into OUTPUT_DIR.
+Without GPUs ``--num-gpus N`` starts N CPU processes (gloo). Started by ``torchrun`` (or any
+launcher that sets RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT, e.g. a SLURM or
+Kubernetes job), each process joins that launcher's process group instead of spawning its own::
+
+    torchrun --nproc_per_node 8 --max-restarts 3 tools/train_net.py --config-file ... OUTPUT_DIR out
+
+and a worker group that TorchElastic restarted resumes from the last checkpoint of OUTPUT_DIR
+(``--resume`` implied). At the end of training the results table is printed and overlays + metric
+curves are written into OUTPUT_DIR.
 """
 
 import logging
@@ -27,6 +34,7 @@ from detectron2.utils import comm
 from fx_d2 import add_fx_config
 from fx_d2.engine import TRAINER_REGISTRY, build_trainer, launch
 from fx_d2.engine.defaults import fx_default_setup
+from fx_d2.engine.env_launch import elastic_restart_count
 from fx_d2.engine.report import results_table, write_curves, write_overlays
 
 logger = logging.getLogger("fx_d2.train_net")
@@ -70,8 +78,13 @@ def main(args):
     trainer_cls = TRAINER_REGISTRY.get(cfg.SOLVER.FX.TRAINER)
     if args.eval_only:
         return trainer_cls.test(cfg, resume=args.resume, eval_teacher=args.eval_teacher)
+    resume = args.resume
+    restarts = elastic_restart_count()
+    if restarts > 0:  # TorchElastic restarted the worker group: continue where it stopped
+        logger.info("TorchElastic restart %d: resuming from the last checkpoint", restarts)
+        resume = True
     trainer = build_trainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
+    trainer.resume_or_load(resume=resume)
     trainer.train()
     if comm.is_main_process():
         table = results_table(cfg.OUTPUT_DIR)

@@ -29,6 +29,7 @@ from fx_d2.config import per_task
 from fx_d2.data.catalog import TASKS, dataset_name, load_dataset_dicts
 from fx_d2.modeling.teacher import EMATeacher, unwrap_model
 
+from .accelerate import prepare_training_model
 from .evaluate import FXEvaluationRunner, eval_datasets, evaluate_checkpoint
 from .hooks import CycleEvalHook, EMAHook, FXCheckpointHook, LockReleaseHook
 from .optimizer import build_fx_optimizer
@@ -130,8 +131,9 @@ class LockReleaseTrainer(TrainStepMixin, ResumableStateMixin, TrainerBase):
     # ------------------------------------------------------------------------------ builders
     @classmethod
     def build_model(cls, cfg) -> torch.nn.Module:
-        """Detectron2 ``build_model`` (META_ARCH_REGISTRY), logged."""
-        model = build_model(cfg)
+        """Detectron2 ``build_model`` (META_ARCH_REGISTRY) with the speed options of
+        :func:`prepare_training_model` (channels-last on CUDA, ``MODEL.FX.COMPILE``), logged."""
+        model = prepare_training_model(build_model(cfg), cfg)
         count = sum(p.numel() for p in model.parameters())
         logger.info("Model %s: %.2fM parameters", type(model).__name__, count / 1e6)
         return model
