@@ -154,6 +154,9 @@ def _add_model_config(cfg: CN) -> None:
     # Datasets whose metadata says cls_exclusive (RSNA's 3 classes) train with softmax
     # cross-entropy and predict softmax probabilities; False = BCE/sigmoid as the reference.
     cfg.MODEL.FX.CLS_EXCLUSIVE_SOFTMAX = False
+    # Softmax probabilities (and so AUC) for cls_exclusive datasets at inference even when they
+    # train with BCE: the reference's RSNA evaluation. Implied by CLS_EXCLUSIVE_SOFTMAX.
+    cfg.MODEL.FX.CLS_EXCLUSIVE_EVAL_SOFTMAX = False
     # Classification feature from the final-norm last-stage tokens: "mean" (reference) or "max"
     # (a small finding is not averaged away; the demo uses it).
     cfg.MODEL.FX.CLS_POOLING = "mean"
@@ -177,6 +180,55 @@ def _add_model_config(cfg: CN) -> None:
     cfg.MODEL.FX.RCNN.FPN_CHANNELS = 256
     # Norm of the FPN convolutions: "" (none, Detectron2's default), "GN", "BN", "SyncBN".
     cfg.MODEL.FX.RCNN.FPN_NORM = ""
+    # "dino" (Foundation X's localization, docs/model.md): shared input projections, deformable
+    # encoder, content queries and denoising label embedding; per dataset the memory projection,
+    # two-stage proposal head, deformable decoder and output heads. Defaults: the reference's
+    # sizes (use LOC_DECODER.IN_FEATURES res3..res5 as the reference does).
+    cfg.MODEL.FX.DINO = CN()
+    # Transformer width C, attention heads, FFN width.
+    cfg.MODEL.FX.DINO.HIDDEN_DIM = 256
+    cfg.MODEL.FX.DINO.NUM_HEADS = 8
+    cfg.MODEL.FX.DINO.FFN_DIM = 2048
+    # Levels fed to the transformer: the IN_FEATURES levels plus 3x3 stride-2 extra levels.
+    cfg.MODEL.FX.DINO.NUM_FEATURE_LEVELS = 4
+    # Encoder / decoder layers and sampling points per head and level.
+    cfg.MODEL.FX.DINO.ENC_LAYERS = 6
+    cfg.MODEL.FX.DINO.DEC_LAYERS = 6
+    cfg.MODEL.FX.DINO.ENC_POINTS = 4
+    cfg.MODEL.FX.DINO.DEC_POINTS = 4
+    # Queries: top encoder proposals per image (capped by the number of tokens) and rows of the
+    # shared content-query table.
+    cfg.MODEL.FX.DINO.NUM_QUERIES = 900
+    # (query, class) pairs kept per image at inference (no NMS).
+    cfg.MODEL.FX.DINO.NUM_SELECT = 300
+    # Temperature of the sine position encoding of the feature maps.
+    cfg.MODEL.FX.DINO.POS_TEMPERATURE = 20.0
+    # Class logits per decoder: 0 = one per thing class (class i -> logit i); > 0 = that many,
+    # class i -> logit i + 1 (COCO category ids; Foundation X: 14) unless CLASS_LOGITS maps it.
+    cfg.MODEL.FX.DINO.NUM_LOGITS = 0
+    # Per-dataset class -> logit maps "key:l0,l1,..." (one logit per thing class).
+    cfg.MODEL.FX.DINO.CLASS_LOGITS = []
+    # Contrastive denoising: query budget (groups = DN_NUMBER // max boxes per image), label
+    # flip probability x 2, box jitter scale (reference 1.0), rows of the label embedding.
+    cfg.MODEL.FX.DINO.DN_NUMBER = 100
+    cfg.MODEL.FX.DINO.DN_LABEL_NOISE = 0.5
+    cfg.MODEL.FX.DINO.DN_BOX_NOISE = 1.0
+    cfg.MODEL.FX.DINO.DN_LABEL_BOOK_SIZE = 16
+    # Hungarian matching costs (class, L1, GIoU) and loss weights (focal, L1, GIoU).
+    cfg.MODEL.FX.DINO.COST_CLASS = 2.0
+    cfg.MODEL.FX.DINO.COST_L1 = 5.0
+    cfg.MODEL.FX.DINO.COST_GIOU = 2.0
+    cfg.MODEL.FX.DINO.LOSS_CLASS = 1.0
+    cfg.MODEL.FX.DINO.LOSS_L1 = 5.0
+    cfg.MODEL.FX.DINO.LOSS_GIOU = 2.0
+    cfg.MODEL.FX.DINO.FOCAL_ALPHA = 0.25
+    cfg.MODEL.FX.DINO.FOCAL_GAMMA = 2.0
+    # Losses on the selected encoder proposals (upstream DINO: 1.0; Foundation X: 0.0, so its
+    # proposal class / box heads get no gradient).
+    cfg.MODEL.FX.DINO.PROPOSAL_LOSS_WEIGHT = 1.0
+    # Foundation X adds 1e-4 * sum of squares of the encoder layers to every released loc step
+    # (on top of weight decay); 0 = off.
+    cfg.MODEL.FX.DINO.ENCODER_L2_WEIGHT = 0.0
     # Shared segmentation decoder, a SEG_DECODER_REGISTRY name: "upernet" (MODEL.FX.UPERNET).
     cfg.MODEL.FX.SEG_DECODER = CN()
     cfg.MODEL.FX.SEG_DECODER.NAME = "upernet"
