@@ -170,7 +170,8 @@ def _add_model_config(cfg: CN) -> None:
     cfg.MODEL.FX.CLS_HEAD.NAME = "linear"
     # Localization: the shared encoder + per-dataset decoder pair, a LOC_DECODER_REGISTRY name:
     # "rcnn" (FPN + Faster R-CNN per dataset; options in MODEL.FX.RCNN and Detectron2's
-    # MODEL.RPN / ROI_HEADS / ROI_BOX_HEAD / ANCHOR_GENERATOR).
+    # MODEL.RPN / ROI_HEADS / ROI_BOX_HEAD / ANCHOR_GENERATOR) or "dino" (Foundation X's DINO,
+    # options in MODEL.FX.DINO).
     cfg.MODEL.FX.LOC_DECODER = CN()
     cfg.MODEL.FX.LOC_DECODER.NAME = "rcnn"
     # Backbone levels (per-level LayerNorm applied) fed to the localization encoder.
@@ -253,6 +254,9 @@ def _add_model_config(cfg: CN) -> None:
     # Under lock the student features of the consistency loss carry no gradient; False skips the
     # teacher forward there and logs loss_consistency = 0, True computes it anyway.
     cfg.MODEL.FX.CONSISTENCY_WHEN_LOCKED = False
+    # Tasks whose consistency features are compared without L2 normalisation over channels
+    # (the reference: ["cls", "loc"]; its seg features are normalised); [] = all normalised.
+    cfg.MODEL.FX.CONSISTENCY_RAW_TASKS = []
     # END MODEL KEYS
 
 
@@ -269,6 +273,11 @@ def _add_data_config(cfg: CN) -> None:
     cfg.INPUT.FX.RESIZE_MODE = "square"
     cfg.INPUT.FX.SIZE = 224
     cfg.INPUT.FX.MAX_SIZE = 0
+    # Input normalisation (applied by the model): "imagenet" = MODEL.PIXEL_MEAN / PIXEL_STD for
+    # every task; "reference" = Foundation X's per task (cls mean .5056 / std .252 on [0, 1], loc
+    # ImageNet on [0, 1], seg its own formula; docs/method.md §7.1), needed to reproduce the
+    # official weights' outputs; inference then runs the backbone once per task.
+    cfg.INPUT.FX.PIXEL_NORM = "imagenet"
     # Training augmentation (0 = off). FLIP: horizontal-flip probability; skipped for datasets
     # with left/right classes unless their metadata has "flip_pairs". ROTATION: max |degrees|.
     # BRIGHTNESS_CONTRAST: x * (1 + U(-b, b)) + U(-b, b) on the [0, 1] image.

@@ -26,12 +26,24 @@ from ..lock import frozen
 from ..teacher import consistency_loss, unwrap_model
 from .dataset_specs import dataset_specs_from_cfg
 
-__all__ = ["FoundationX"]
+__all__ = ["FoundationX", "PIXEL_NORMS", "REFERENCE_PIXEL_NORM"]
 
 logger = logging.getLogger(__name__)
 
 _PADDING_CONSTRAINTS = "padding_constraints" in inspect.signature(ImageList.from_tensors).parameters
 _BACKBONE_API = ("forward_stages", "normalize_levels", "pool", "num_features")
+
+# INPUT.FX.PIXEL_NORM: "imagenet" = MODEL.PIXEL_MEAN / PIXEL_STD for every task; "reference" =
+# Foundation X's normalisation per task (docs/method.md §7.1), as (mean, std) of 0..255 inputs:
+# cls mean .5056 / std .252 on [0, 1]; loc ImageNet on [0, 1]; seg ImageNet mean subtracted from
+# 0..255 values, then divided by 255 x the ImageNet std.
+PIXEL_NORMS = ("imagenet", "reference")
+_IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+REFERENCE_PIXEL_NORM = {
+    "cls": ((0.5056 * 255,) * 3, (0.252 * 255,) * 3),
+    "loc": (tuple(255 * m for m in _IMAGENET_MEAN), tuple(255 * s for s in _IMAGENET_STD)),
+    "seg": (_IMAGENET_MEAN, tuple(255 * s for s in _IMAGENET_STD)),
+}
 
 
 @META_ARCH_REGISTRY.register()
@@ -50,6 +62,8 @@ class FoundationX(nn.Module):
         pixel_std: Sequence[float],
         consistency_weight: float = 0.5,
         consistency_when_locked: bool = False,
+        task_pixel_norm: Optional[Mapping[str, Tuple[Sequence[float], Sequence[float]]]] = None,
+        consistency_raw_tasks: Sequence[str] = (),
     ):
         """
         Args:
@@ -61,6 +75,11 @@ class FoundationX(nn.Module):
             pixel_mean, pixel_std: per-channel RGB normalisation of the 0..255 input.
             consistency_weight: c in ``(1-c)*task + c*consistency`` when a teacher is attached.
             consistency_when_locked: also compute the (gradient-free) consistency under lock.
+            task_pixel_norm: task -> (mean, std) used instead of ``pixel_mean`` / ``pixel_std``
+                for that task's inputs (e.g. :data:`REFERENCE_PIXEL_NORM`); inference then runs
+                the backbone once per task.
+            consistency_raw_tasks: tasks whose consistency features are compared without L2
+                normalisation (the reference: classification).
         """
         super().__init__()
         if not 0.0 <= consistency_weight <= 1.0:
@@ -73,6 +92,11 @@ class FoundationX(nn.Module):
                 setattr(self, name, modules.get(name))
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self._task_norms = tuple(task_pixel_norm or ())
+        for task, (mean, std) in (task_pixel_norm or {}).items():
+            self.register_buffer(f"pixel_mean_{task}", torch.tensor(mean).view(-1, 1, 1), False)
+            self.register_buffer(f"pixel_std_{task}", torch.tensor(std).view(-1, 1, 1), False)
+        self.consistency_raw_tasks = tuple(consistency_raw_tasks)
         self.consistency_weight = float(consistency_weight)
         self.consistency_when_locked = consistency_when_locked
         self._locked = False
@@ -99,6 +123,12 @@ class FoundationX(nn.Module):
             modules.update(branch.build_shared(cfg, backbone))
         for branch in branches:
             modules.update(branch.build_heads(cfg, backbone))
+        pixel_norm = cfg.INPUT.FX.PIXEL_NORM
+        if pixel_norm not in PIXEL_NORMS:
+            raise ValueError(f"INPUT.FX.PIXEL_NORM must be one of {PIXEL_NORMS}: {pixel_norm!r}")
+        raw = [t for t in cfg.MODEL.FX.CONSISTENCY_RAW_TASKS]
+        if any(t not in TASKS for t in raw):
+            raise ValueError(f"MODEL.FX.CONSISTENCY_RAW_TASKS {raw}: tasks from {TASKS}")
         return dict(
             backbone=backbone,
             datasets=specs,
@@ -108,6 +138,8 @@ class FoundationX(nn.Module):
             pixel_std=list(cfg.MODEL.PIXEL_STD),
             consistency_weight=cfg.MODEL.FX.CONSISTENCY_WEIGHT,
             consistency_when_locked=cfg.MODEL.FX.CONSISTENCY_WHEN_LOCKED,
+            task_pixel_norm=REFERENCE_PIXEL_NORM if pixel_norm == "reference" else None,
+            consistency_raw_tasks=raw,
         )
 
     # ----------------------------------------------------------------------------- state
@@ -147,8 +179,14 @@ class FoundationX(nn.Module):
         return self.datasets[key].tasks
 
     # ----------------------------------------------------------------------------- features
-    def preprocess_image(self, batched_inputs: List[Dict[str, Any]]) -> ImageList:
-        """Normalise each ``image`` (3, H, W) RGB 0..255 and pad to the backbone's divisibility."""
+    def preprocess_image(
+        self, batched_inputs: List[Dict[str, Any]], task: Optional[str] = None
+    ) -> ImageList:
+        """Normalise each ``image`` (3, H, W) RGB 0..255 (for ``task``'s own normalisation when
+        the model has one) and pad to the backbone's divisibility."""
+        mean, std = self.pixel_mean, self.pixel_std
+        if task in self._task_norms:
+            mean, std = getattr(self, f"pixel_mean_{task}"), getattr(self, f"pixel_std_{task}")
         images = []
         for x in batched_inputs:
             image = x["image"]
@@ -157,7 +195,7 @@ class FoundationX(nn.Module):
                     f"FoundationX expects 'image' (3, H, W), got {tuple(image.shape)} for "
                     f"{x.get('file_name', x.get('image_id', '?'))}"
                 )
-            images.append((image.to(self.device).float() - self.pixel_mean) / self.pixel_std)
+            images.append((image.to(self.device).float() - mean) / std)
         kwargs = {}
         constraints = getattr(self.backbone, "padding_constraints", None)
         if _PADDING_CONSTRAINTS and constraints:
@@ -188,7 +226,7 @@ class FoundationX(nn.Module):
             return self.inference(batched_inputs)
         key, task = self._batch_stage(batched_inputs)
         branch = self.branches[task]
-        images = self.preprocess_image(batched_inputs)
+        images = self.preprocess_image(batched_inputs, task)
         locked = frozen(*self.locked_modules(task)) if self._locked else contextlib.nullcontext()
         with locked:
             stages = self.backbone.forward_stages(images.tensor)
@@ -227,7 +265,9 @@ class FoundationX(nn.Module):
         with frozen(self._teacher):
             teacher_features = self._teacher.consistency_features(images, key, task)
         cons = consistency_loss(
-            [f.float() for f in student_features], [f.float() for f in teacher_features]
+            [f.float() for f in student_features],
+            [f.float() for f in teacher_features],
+            normalize=task not in self.consistency_raw_tasks,
         )
         weighted["loss_consistency"] = c * cons
         return weighted
@@ -242,27 +282,38 @@ class FoundationX(nn.Module):
             ``sem_seg`` Tensor[Cs, height, width] of per-channel probabilities.
         """
         requests = [self._requested(x) for x in batched_inputs]
-        images = self.preprocess_image(batched_inputs)
-        stages = self.backbone.forward_stages(images.tensor)
         results: List[Dict[str, Any]] = [{} for _ in batched_inputs]
-        out_sizes = [
-            (int(x.get("height", hw[0])), int(x.get("width", hw[1])))
-            for x, hw in zip(batched_inputs, images.image_sizes)
-        ]
-        for task, branch in self.branches.items():
-            groups: Dict[str, List[int]] = {}
-            for i, (key, tasks) in enumerate(requests):
-                if task in tasks:
-                    groups.setdefault(key, []).append(i)
-            if not groups:
+        # one backbone pass per input normalisation: all tasks share one unless per-task norms
+        passes = [(t, (t,)) for t in self.branches if t in self._task_norms]
+        rest = tuple(t for t in self.branches if t not in self._task_norms)
+        if rest:
+            passes.append((None, rest))
+        for norm_task, pass_tasks in passes:
+            if not any(t in tasks for _, tasks in requests for t in pass_tasks):
                 continue
-            shared = branch.shared_forward(self, stages, images)
-            for key, idx in groups.items():
-                for i, fields in zip(
-                    idx, branch.predict(self, key, shared, images, idx, out_sizes)
-                ):
-                    results[i].update(fields)
+            images = self.preprocess_image(batched_inputs, norm_task)
+            stages = self.backbone.forward_stages(images.tensor)
+            out_sizes = [
+                (int(x.get("height", hw[0])), int(x.get("width", hw[1])))
+                for x, hw in zip(batched_inputs, images.image_sizes)
+            ]
+            for task in pass_tasks:
+                self._predict_task(task, requests, stages, images, out_sizes, results)
         return results
+
+    def _predict_task(self, task, requests, stages, images, out_sizes, results) -> None:
+        """Run ``task``'s branch for the inputs that request it; fills ``results`` in place."""
+        branch = self.branches[task]
+        groups: Dict[str, List[int]] = {}
+        for i, (key, tasks) in enumerate(requests):
+            if task in tasks:
+                groups.setdefault(key, []).append(i)
+        if not groups:
+            return
+        shared = branch.shared_forward(self, stages, images)
+        for key, idx in groups.items():
+            for i, fields in zip(idx, branch.predict(self, key, shared, images, idx, out_sizes)):
+                results[i].update(fields)
 
     def _requested(self, x: Dict[str, Any]) -> Tuple[str, Tuple[str, ...]]:
         key = x.get("dataset_name")
