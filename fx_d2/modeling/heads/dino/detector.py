@@ -18,6 +18,7 @@ from torch import nn
 
 from ...registry import LOC_DECODER_REGISTRY
 from ..localization import LocalizationOutput
+from .complete_load import load_all_or_nothing
 from .criterion import HungarianMatcher, SetCriterion
 from .decoder import DINOTransformerDecoder
 from .denoising import DenoisingQueries, build_denoising_queries
@@ -128,6 +129,7 @@ class DINOLocalizationDecoder(nn.Module):
         self.criterion = SetCriterion(matcher, weights, focal_alpha, focal_gamma)
         self.proposal_loss_weight = float(proposal_loss_weight)
         self.encoder_l2_weight = float(encoder_l2_weight)
+        load_all_or_nothing(self)
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: Mapping[str, ShapeSpec], spec: Any):

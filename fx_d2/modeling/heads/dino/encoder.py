@@ -8,6 +8,7 @@ them together with the rest of the encoder (docs/method.md §1.4).
 """
 
 import dataclasses
+import math
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
@@ -16,6 +17,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.structures import ImageList
 from torch import nn
 
+from .complete_load import load_all_or_nothing
 from .deform_attn import MSDeformAttention
 from .layers import level_padding_masks, sine_position_encoding, valid_ratios
 
@@ -105,12 +107,13 @@ class DeformableEncoderLayer(nn.Module):
 
 
 class _Projection(nn.Module):
-    """``conv`` then ``norm`` (GroupNorm 32)."""
+    """``conv`` then ``norm``: GroupNorm with 32 groups, fewer below 64 channels so that a group
+    keeps 2 channels (a 1 x 1 map of 1-channel groups would normalise to a constant)."""
 
     def __init__(self, cin: int, cout: int, kernel_size: int, stride: int):
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, kernel_size, stride=stride, padding=kernel_size // 2)
-        self.norm = nn.GroupNorm(32, cout)
+        self.norm = nn.GroupNorm(math.gcd(32, cout // 2), cout)
         nn.init.xavier_uniform_(self.conv.weight)
         nn.init.zeros_(self.conv.bias)
 
@@ -159,10 +162,10 @@ class DINOEncoder(nn.Module):
                 f"MODEL.FX.DINO.NUM_FEATURE_LEVELS = {num_levels} must be >= the "
                 f"{len(self.in_features)} levels of MODEL.FX.LOC_DECODER.IN_FEATURES"
             )
-        if hidden_dim % 32 or hidden_dim % num_heads:
+        if hidden_dim % 2 or hidden_dim % num_heads:
             raise ValueError(
-                f"MODEL.FX.DINO.HIDDEN_DIM = {hidden_dim} must be divisible by 32 (GroupNorm) "
-                f"and by NUM_HEADS = {num_heads}"
+                f"MODEL.FX.DINO.HIDDEN_DIM = {hidden_dim} must be even and divisible by "
+                f"NUM_HEADS = {num_heads}"
             )
         projections = [
             _Projection(input_shapes[k].channels, hidden_dim, 1, 1) for k in self.in_features
@@ -188,6 +191,7 @@ class DINOEncoder(nn.Module):
             last_stride * 2 ** (i + 1) for i in range(num_levels - len(self.in_features))
         ]
         self._reset_parameters()
+        load_all_or_nothing(self)
 
     def _reset_parameters(self) -> None:
         # Xavier for every matrix of the transformer part, then the attention's own init
