@@ -141,9 +141,9 @@ def test_full_reference_layout_converts_and_loads(tmp_path):
         pairs = {
             f"{d}.memory_proj.weight": f"transformer.enc_outputMem_LinearProjection.{k}.weight",
             f"{d}.proposal_class.bias": f"transformer.enc_out_class_embed.{k}.bias",
-            f"{d}.proposal_box.layers.2.weight": f"transformer.enc_out_bbox_embed.{k}.layers.2.weight",
-            f"{d}.decoder.layers.5.self_attn.in_proj_weight": f"{ref}.layers.5.self_attn.in_proj_weight",
-            f"{d}.decoder.ref_point_head.layers.0.weight": f"{ref}.ref_point_head.layers.0.weight",
+            f"{d}.proposal_box.layers.2.bias": f"transformer.enc_out_bbox_embed.{k}.layers.2.bias",
+            f"{d}.decoder.layers.5.norm3.bias": f"{ref}.layers.5.norm3.bias",
+            f"{d}.decoder.ref_point_head.layers.0.bias": f"{ref}.ref_point_head.layers.0.bias",
             f"{d}.decoder.box_refine.layers.1.bias": f"{ref}.bbox_embed.0.layers.1.bias",
             f"{d}.box_head.layers.0.weight": f"bbox_embed_.{k}.0.layers.0.weight",
             f"{d}.class_head.weight": f"class_embed_.{k}.0.weight",
