@@ -227,8 +227,9 @@ def _add_model_config(cfg: CN) -> None:
     # Losses on the selected encoder proposals (upstream DINO: 1.0; Foundation X: 0.0, so its
     # proposal class / box heads get no gradient).
     cfg.MODEL.FX.DINO.PROPOSAL_LOSS_WEIGHT = 1.0
-    # Foundation X adds 1e-4 * sum of squares of the encoder layers to every released loc step
-    # (on top of weight decay); 0 = off.
+    # Weight of the sum of squares of the encoder layers added to every released loc step (on top
+    # of weight decay); 0 = off. Like every task loss it is scaled by 1 - CONSISTENCY_WEIGHT when
+    # a teacher is attached; Foundation X adds 1e-4 unscaled (= 2e-4 here at c = 0.5).
     cfg.MODEL.FX.DINO.ENCODER_L2_WEIGHT = 0.0
     # Shared segmentation decoder, a SEG_DECODER_REGISTRY name: "upernet" (MODEL.FX.UPERNET).
     cfg.MODEL.FX.SEG_DECODER = CN()
