@@ -90,6 +90,8 @@ def j2k_header(data: bytes) -> Optional[J2KHeader]:
     if lsiz != 38 + 3 * components or components < 1 or len(data) < 45:
         return None
     ssiz = data[42]
+    if data[43] != 1 or data[44] != 1:  # component 0 subsampled: its levels have other sizes
+        return None
     cod_levels = coc_levels = None
     pos = 4 + lsiz  # after SOC, the SIZ marker and its segment
     while pos + 4 <= len(data):

@@ -2,7 +2,8 @@
 
 :func:`read_image` returns a float32 (H, W) array in [0, 1] where **brighter = denser** (bone white,
 air black), whatever the file: DICOM (any transfer syntax pydicom can decode), PNG (8 or 16 bit,
-gray or RGB-stored gray), JPEG, GIF, MetaImage ``.mha``/``.mhd`` and JSRT raw ``.IMG``. The format
+gray or RGB-stored gray), JPEG, JPEG 2000 (``.jp2`` / ``.j2k``), GIF, MetaImage ``.mha``/``.mhd``
+and JSRT raw ``.IMG``. The format
 is taken from the file's magic bytes, so extension-less DICOMs (CANDID-PTX) and ``*.dcm.jpeg``
 copies work; the extension decides only for headerless JSRT raw and DICOMs without a preamble.
 
@@ -15,17 +16,19 @@ Scaling rules:
 * DICOM: Modality LUT (rescale slope/intercept or LUT sequence), then the VOI LUT sequence or the
   first Window Center/Width of the file, normalised by the VOI output range; min-max when the file
   has no VOI. MONOCHROME1 is inverted AFTER the VOI step (datasets/README.md, section vindr_cxr).
+* JPEG 2000 file (:mod:`.jpeg2000`): N-bit gray ``/ (2**N - 1)``; colour becomes luma.
 * ``.mha``: uint8 ``/ 255``, other types min-max (NODE21 stores standardised 16-bit data); the
   header is checked first (:mod:`.metaimage`: ``ElementDataFile`` must be ``LOCAL`` or a regular
   file in the header's folder).
 * JSRT raw: 2048x2048 (side inferred from the file size), big-endian uint16, 12 bits stored and
   inverted on disk: ``(4095 - min(x, 4095)) / 4095``.
 
-Reduced resolution (``min_side``, :mod:`.scaled_decode`): JPEG 2000 DICOMs are decoded at a coarser
-wavelet level and JPEG files / 8-bit JPEG DICOMs at a DCT scale, the largest reduction whose shorter
-side stays ``>= min_side``; the scaling rules above are the same code for either size. Against a
-full decode followed by an area resize to the same output size the difference is within 0.5 % of
-the range on average and 5 % at most (tests/data/test_scaled_decode.py, benchmarks/data.py).
+Reduced resolution (``min_side``, :mod:`.scaled_decode`): JPEG 2000 (DICOM and plain files) is
+decoded at a coarser wavelet level and JPEG (files and 8-bit JPEG DICOMs) at a DCT scale, the
+largest reduction whose shorter side stays ``>= min_side``; the scaling rules above are the same
+code for either size. Against a full decode followed by an area resize to the same output size the
+difference is within 0.5 % of the range on average and 5 % at most (tests/data/
+test_scaled_decode.py; figures from ``benchmarks/data.py --quality``).
 
 Every failure raises :class:`ImageReadError` (a ``ValueError``) naming the file and the problem;
 an exception of a third-party decoder is its ``__cause__``. Decompression bombs are refused before
@@ -53,6 +56,7 @@ from .image_checks import (
     to_gray,
     wrap_reader_error,
 )
+from .jpeg2000 import J2K_START, JP2_SIGNATURE, jpeg2000_size, read_jpeg2000
 from .metaimage import metaimage_shape, read_metaimage
 from .scaled_decode import draft_jpeg
 
@@ -85,7 +89,7 @@ def _require_regular_file(path: str, what: str = "file") -> None:
 
 
 def detect_format(path: str, head: Optional[bytes] = None) -> str:
-    """One of ``dicom png jpeg gif mha jsrt``, from the magic bytes (extension for JSRT/DICOM).
+    """One of ``dicom png jpeg jpeg2000 gif mha jsrt``, from the magic bytes (extension for JSRT/DICOM).
 
     Raises:
         ImageReadError: not a regular file, or no supported format.
@@ -101,6 +105,8 @@ def detect_format(path: str, head: Optional[bytes] = None) -> str:
         return "jpeg"
     if head.startswith((b"GIF87a", b"GIF89a")):
         return "gif"
+    if head.startswith((JP2_SIGNATURE, J2K_START)):
+        return "jpeg2000"
     if len(head) >= 132 and head[128:132] == b"DICM":
         return "dicom"
     if head.startswith(b"ObjectType") or head.startswith(b"NDims") or ext in (".mha", ".mhd"):
@@ -110,7 +116,9 @@ def detect_format(path: str, head: Optional[bytes] = None) -> str:
     if ext in DICOM_EXTENSIONS:
         return "dicom"
     raise ImageReadError(
-        path, "unknown image format (supported: DICOM, PNG, JPEG, GIF, MetaImage .mha, JSRT .IMG)"
+        path,
+        "unknown image format (supported: DICOM, PNG, JPEG, JPEG 2000, GIF, MetaImage .mha, "
+        "JSRT .IMG)",
     )
 
 
@@ -125,9 +133,9 @@ def read_image(
 
     Args:
         path: file in any supported format (see the module docstring).
-        min_side: the shorter side the caller needs (None: full size). JPEG 2000 (in DICOM) is
-            then decoded at its coarsest resolution level, and JPEG (files and 8-bit JPEG DICOMs)
-            at its smallest DCT scale (1/2, 1/4, 1/8), whose shorter side is still
+        min_side: the shorter side the caller needs (None: full size). Gray JPEG 2000 (DICOM or
+            file) is then decoded at its coarsest resolution level, and JPEG (files and 8-bit
+            JPEG DICOMs) at its smallest DCT scale (1/2, 1/4, 1/8), whose shorter side is still
             ``>= min_side``: the result is a ``2**k`` times smaller copy (each side rounded up).
             Other formats, and a ``min_side`` above half the shorter side, give the full image.
         max_pixels: refuse files whose header declares more pixels than this.
@@ -149,6 +157,8 @@ def read_image(
             img = _read_png(path, max_pixels, max_bytes)
         elif fmt in ("jpeg", "gif"):
             img = _read_pil(path, max_pixels, max_bytes, min_side)
+        elif fmt == "jpeg2000":
+            img = read_jpeg2000(path, max_pixels, max_bytes, min_side)
         elif fmt == "mha":
             img = read_metaimage(path, max_pixels, max_bytes)
         else:
@@ -193,6 +203,8 @@ def _header_size(path: str, max_pixels: int) -> Tuple[int, int]:
 
         with Image.open(path) as im:
             return im.size[1], im.size[0]
+    if fmt == "jpeg2000":
+        return jpeg2000_size(path)
     if fmt == "jsrt":
         side = _jsrt_side(path)
         return side, side
