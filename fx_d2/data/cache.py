@@ -71,7 +71,7 @@ class ImageCache:
         self.scaled_decode = bool(scaled_decode)
 
     def decode(self, path: str) -> np.ndarray:
-        """:func:`read_image` of ``path`` as a miss decodes it (reduced to ``size`` if it can be)."""
+        """:func:`read_image` of ``path`` as a miss decodes it (reduced towards ``size``)."""
         min_side = self.size if self.scaled_decode else None
         return read_image(path, min_side, max_pixels=self.max_pixels)
 

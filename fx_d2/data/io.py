@@ -89,7 +89,8 @@ def _require_regular_file(path: str, what: str = "file") -> None:
 
 
 def detect_format(path: str, head: Optional[bytes] = None) -> str:
-    """One of ``dicom png jpeg jpeg2000 gif mha jsrt``, from the magic bytes (extension for JSRT/DICOM).
+    """One of ``dicom png jpeg jpeg2000 gif mha jsrt``, from the magic bytes (the extension for
+    JSRT / DICOM).
 
     Raises:
         ImageReadError: not a regular file, or no supported format.

@@ -78,8 +78,9 @@ def read_jpeg2000(
         data = f.read()
     header = _header(path, data)
     height, width = header.y1 - header.y0, header.x1 - header.x0
+    sample_bytes = 1 if header.precision <= 8 else 2
     check_pixels(path, height, width, max_pixels, "JPEG 2000 ", max_bytes=max_bytes,
-                 bytes_per_pixel=header.components * (1 if header.precision <= 8 else 2))  # fmt: skip
+                 bytes_per_pixel=header.components * sample_bytes)  # fmt: skip
     if header.components not in (1, 3):
         raise ImageReadError(path, f"JPEG 2000 with {header.components} components (1 or 3)")
     if not ends_with_end_marker(_codestream(path, data)):
