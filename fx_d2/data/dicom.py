@@ -20,8 +20,9 @@ window that cannot be applied falls back to min-max with a warning.
 
 With ``min_side`` (:mod:`.scaled_decode`), a monochrome JPEG 2000 or 8-bit JPEG frame is decoded at
 a reduced resolution, after the same header checks; the steps from the Modality LUT on are the same
-function for either size. A file without VOI is normalised by the min / max of the pixels decoded,
-which a reduced decode (low-passed) can narrow slightly.
+function for either size (a JPEG 2000 level is then aligned, :func:`.scaled_decode.align_j2k_level`).
+A file without VOI is normalised by the min / max of the pixels decoded, which a reduced decode
+(low-passed) narrows: an isolated extreme pixel no longer sets the range.
 """
 
 import logging
@@ -32,7 +33,7 @@ import numpy as np
 
 from .codestream import codestream_size, ends_with_end_marker
 from .image_checks import DEFAULT_MAX_BYTES, ImageReadError, check_finite, check_pixels
-from .scaled_decode import decode_dicom_scaled
+from .scaled_decode import align_j2k_level, decode_dicom_scaled
 
 logger = logging.getLogger(__name__)
 
@@ -258,10 +259,11 @@ def read_dicom(
     check_pixels(path, rows, cols, max_pixels, "DICOM ",
                  bytes_per_pixel=spp * max(bits, 8) / 8, max_bytes=max_bytes)  # fmt: skip
     _check_decodable(path, ds, rows, cols, spp, bits)
-    arr = decode_dicom_scaled(ds, min_side) if min_side else None
-    if arr is None:
-        arr = _decode_full(path, ds, rows, cols)
-    return _stored_to_intensity(path, arr, ds)
+    reduced = decode_dicom_scaled(ds, min_side) if min_side else None
+    if reduced is None:
+        return _stored_to_intensity(path, _decode_full(path, ds, rows, cols), ds)
+    stored, level = reduced
+    return align_j2k_level(_stored_to_intensity(path, stored, ds), level)
 
 
 def _decode_full(path: str, ds, rows: int, cols: int) -> np.ndarray:

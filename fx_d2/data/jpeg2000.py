@@ -18,7 +18,7 @@ import numpy as np
 
 from .codestream import J2KHeader, ends_with_end_marker, j2k_header
 from .image_checks import ImageReadError, check_pixels, to_gray
-from .scaled_decode import decode_j2k_level, j2k_level
+from .scaled_decode import align_j2k_level, decode_j2k_level, j2k_level
 
 __all__ = ["JP2_SIGNATURE", "J2K_START", "jp2_codestream", "jpeg2000_size", "read_jpeg2000"]
 
@@ -91,7 +91,8 @@ def read_jpeg2000(
     values = decode_j2k_level(data, header, level)
     if header.signed:
         values += 1 << (header.precision - 1)
-    return values.astype(np.float32) / np.float32((1 << header.precision) - 1)
+    img = values.astype(np.float32) / np.float32((1 << header.precision) - 1)
+    return align_j2k_level(img, level)
 
 
 def _read_colour(path: str, data: bytes) -> np.ndarray:
