@@ -20,7 +20,8 @@ window that cannot be applied falls back to min-max with a warning.
 
 With ``min_side`` (:mod:`.scaled_decode`), a monochrome JPEG 2000 or 8-bit JPEG frame is decoded at
 a reduced resolution, after the same header checks; the steps from the Modality LUT on are the same
-function for either size (a JPEG 2000 level is then aligned, :func:`.scaled_decode.align_j2k_level`).
+function for either size (a JPEG 2000 level is then aligned:
+:func:`.scaled_decode.align_j2k_level`).
 A file without VOI is normalised by the min / max of the pixels decoded, which a reduced decode
 (low-passed) narrows: an isolated extreme pixel no longer sets the range.
 """
