@@ -20,8 +20,7 @@ window that cannot be applied falls back to min-max with a warning.
 
 With ``min_side`` (:mod:`.scaled_decode`), a monochrome JPEG 2000 or 8-bit JPEG frame is decoded at
 a reduced resolution, after the same header checks; the steps from the Modality LUT on are the same
-function for either size (a JPEG 2000 level is then aligned:
-:func:`.scaled_decode.align_j2k_level`).
+function for either size (the result is then aligned: :class:`.scaled_decode.ReducedGrid`).
 A file without VOI is normalised by the min / max of the pixels decoded, which a reduced decode
 (low-passed) narrows: an isolated extreme pixel no longer sets the range.
 """
@@ -34,7 +33,7 @@ import numpy as np
 
 from .codestream import codestream_size, ends_with_end_marker
 from .image_checks import DEFAULT_MAX_BYTES, ImageReadError, check_finite, check_pixels
-from .scaled_decode import align_j2k_level, decode_dicom_scaled
+from .scaled_decode import decode_dicom_scaled
 
 logger = logging.getLogger(__name__)
 
@@ -263,8 +262,8 @@ def read_dicom(
     reduced = decode_dicom_scaled(ds, min_side) if min_side else None
     if reduced is None:
         return _stored_to_intensity(path, _decode_full(path, ds, rows, cols), ds)
-    stored, level = reduced
-    return align_j2k_level(_stored_to_intensity(path, stored, ds), level)
+    stored, grid = reduced
+    return grid.align(_stored_to_intensity(path, stored, ds))
 
 
 def _decode_full(path: str, ds, rows: int, cols: int) -> np.ndarray:

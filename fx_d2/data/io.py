@@ -58,7 +58,7 @@ from .image_checks import (
 )
 from .jpeg2000 import J2K_START, JP2_SIGNATURE, jpeg2000_size, read_jpeg2000
 from .metaimage import metaimage_shape, read_metaimage
-from .scaled_decode import draft_jpeg
+from .scaled_decode import draft_jpeg, grid_shape
 
 logger = logging.getLogger(__name__)
 
@@ -303,7 +303,7 @@ def _read_pil(
     palette-aware)."""
     from PIL import Image
 
-    arr = None
+    arr, grid = None, None
     with Image.open(path) as im:
         bands = len(im.getbands()) * (2 if im.mode.startswith("I;16") else 1)
         check_pixels(path, im.size[1], im.size[0], max_pixels, f"{im.format} ",
@@ -312,7 +312,7 @@ def _read_pil(
         if fmt == "GIF":
             arr = np.asarray(im.convert("L"))
         elif min_side:
-            arr, size = _read_jpeg_scaled(path, im, min_side, size)
+            arr, size, grid = _read_jpeg_scaled(path, im, min_side, size)
     if arr is None:
         arr = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
         if arr is None:
@@ -321,26 +321,26 @@ def _read_pil(
     if arr.shape[:2] != size:
         raise ImageReadError(path, f"decoded size {arr.shape[:2]} differs from header {size}")
     scale = 65535.0 if arr.dtype == np.uint16 else 255.0
-    return arr.astype(np.float32) / scale
+    img = arr.astype(np.float32) / scale
+    return grid.align(img) if grid is not None else img
 
 
-def _read_jpeg_scaled(
-    path: str, im, min_side: int, size: Tuple[int, int]
-) -> Tuple[Optional[np.ndarray], Tuple[int, int]]:
-    """(gray array, its size) decoded at a DCT scale (:func:`.scaled_decode.draft_jpeg`), or
-    (None, size) to decode in full: not reducible, or Pillow failed (cv2 then decodes, or names
-    the problem, exactly as without ``min_side``)."""
-    expected = draft_jpeg(im, min_side)
-    if expected is None:
-        return None, size
+def _read_jpeg_scaled(path: str, im, min_side: int, size: Tuple[int, int]):
+    """(gray array, its size, its :class:`.scaled_decode.ReducedGrid`) decoded at a DCT scale
+    (:func:`.scaled_decode.draft_jpeg`), or (None, size, None) to decode in full: not
+    reducible, or Pillow failed (cv2 then decodes, or names the problem, as without
+    ``min_side``)."""
+    grid = draft_jpeg(im, min_side)
+    if grid is None:
+        return None, size, None
     try:
         arr = np.asarray(im)
     except Exception as e:  # a corrupt or truncated stream: the full decoder decides
         logger.debug("%s: reduced JPEG decode failed (%s); decoding in full", path, e)
-        return None, size
+        return None, size, None
     if arr.ndim == 3:
         arr = arr[..., ::-1]  # Pillow's RGB -> the BGR order to_gray expects from cv2
-    return to_gray(np.ascontiguousarray(arr)), expected
+    return to_gray(np.ascontiguousarray(arr)), grid_shape(grid), grid
 
 
 # ---------------------------------------------------------------------------------- JSRT

@@ -18,7 +18,7 @@ import numpy as np
 
 from .codestream import J2KHeader, ends_with_end_marker, j2k_header
 from .image_checks import ImageReadError, check_pixels, to_gray
-from .scaled_decode import align_j2k_level, decode_j2k_level, j2k_level
+from .scaled_decode import ReducedGrid, decode_j2k_level, j2k_level
 
 __all__ = ["JP2_SIGNATURE", "J2K_START", "jp2_codestream", "jpeg2000_size", "read_jpeg2000"]
 
@@ -87,12 +87,12 @@ def read_jpeg2000(
         raise ImageReadError(path, "truncated: the JPEG 2000 codestream has no FFD9 end marker")
     if header.components == 3:
         return _read_colour(path, data)
-    level = j2k_level(header, min_side) if min_side else 0
+    level = j2k_level(header, min_side) if min_side and not (header.x0 or header.y0) else 0
     values = decode_j2k_level(data, header, level)
     if header.signed:
         values += 1 << (header.precision - 1)
     img = values.astype(np.float32) / np.float32((1 << header.precision) - 1)
-    return align_j2k_level(img, level)
+    return ReducedGrid.j2k(header, level).align(img) if level else img
 
 
 def _read_colour(path: str, data: bytes) -> np.ndarray:

@@ -23,18 +23,20 @@ A DICOM frame comes back as the stored values ``pydicom``'s ``pixel_array`` give
 the same JPEG 2000 signedness corrections), so the Modality LUT, VOI and MONOCHROME1 steps of
 :mod:`.dicom` run unchanged on the smaller array.
 
-**Alignment.** JPEG 2000's low-pass (5/3 or 9/7) is centred on the even samples: pixel ``k`` of
-level ``r`` sits at full-resolution pixel ``2**r * k``, where an area resize puts the centre of
-block ``k`` at ``2**r * k + (2**r - 1) / 2``. :func:`align_j2k_level` moves the decoded image by
-that ``0.5 - 2**-(r + 1)`` of its pixels (bilinear), after the intensity steps, so it lines up
-with the full image as the mapper's resize and boxes assume; unaligned, a sharp edge is off by up
-to half a pixel (tens of percent of its contrast next to it). JPEG's scaled IDCT averages whole
-blocks and needs no shift.
+**Alignment** (:class:`ReducedGrid`). The mapper's resize and boxes assume that an image of
+``h`` rows spans the full image's ``H`` rows evenly, pixel ``j`` centred at ``(j + 0.5) * H / h``
+(pixel-edge coordinates), as an area resize of the full image would be. A reduced decode is not
+quite that: JPEG 2000's low-pass (5/3 or 9/7) is centred on the even samples, so pixel ``k`` of
+level ``r`` sits at ``2**r * k + 0.5``, half a reduced pixel early at deep levels; and both formats
+cover ``factor * ceil(H / factor)`` rows, up to ``factor - 1`` more than the image. Unaligned, a
+sharp edge moves by up to half a pixel (tens of percent of its contrast next to it), so the float
+image is resampled (bilinear, after the intensity steps) onto the evenly spaced grid; an exact
+JPEG block grid (side divisible by the factor) is left untouched.
 """
 
 import io
 import logging
-from typing import BinaryIO, Optional, Tuple, Union
+from typing import BinaryIO, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
@@ -43,10 +45,11 @@ from .codestream import J2KHeader, ends_with_end_marker, j2k_header
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "align_j2k_level",
+    "ReducedGrid",
     "decode_dicom_scaled",
     "decode_j2k_level",
     "draft_jpeg",
+    "grid_shape",
     "j2k_level",
     "j2k_level_size",
     "reduction_factor",
@@ -119,17 +122,38 @@ def decode_j2k_level(
     return values
 
 
-def align_j2k_level(img: np.ndarray, level: int) -> np.ndarray:
-    """Shift a float (H, W) image decoded at JPEG 2000 ``level`` onto the pixel grid of an area
-    resize of the full image (see the module docstring); level 0 is returned as is."""
-    if level == 0:
-        return img
-    import cv2
+class ReducedGrid(NamedTuple):
+    """Where the pixels of a reduced decode sit on the full image (see the module docstring).
 
-    shift = 0.5 - 2.0 ** -(level + 1)
-    matrix = np.float32([[1, 0, -shift], [0, 1, -shift]])
-    return cv2.warpAffine(img, matrix, (img.shape[1], img.shape[0]), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+    ``full_hw``: the full (H, W); ``factor``: the reduction (``2**level``, or the DCT scale);
+    ``centre``: full-resolution offset, in pixel-edge coordinates, of the centre of reduced pixel
+    0 from the image corner (JPEG 2000: 0.5, the first even sample; JPEG: ``factor / 2``, the
+    centre of its block).
+    """
+
+    full_hw: Tuple[int, int]
+    factor: int
+    centre: float
+
+    def align(self, img: np.ndarray) -> np.ndarray:
+        """Resample a float (h, w) reduced decode so that pixel ``j`` is centred at
+        ``(j + 0.5) * H / h`` (bilinear, edges replicated); the same (h, w) comes back."""
+        import cv2
+
+        h, w = img.shape[:2]
+        (big_h, big_w), f = self.full_hw, self.factor
+        # source index = scale * j + offset (cv2: integer coordinates are pixel centres)
+        sy, sx = big_h / (h * f), big_w / (w * f)
+        oy, ox = (0.5 * big_h / h - self.centre) / f, (0.5 * big_w / w - self.centre) / f
+        if np.allclose([sy, sx, oy, ox], [1.0, 1.0, 0.0, 0.0], atol=1e-9):
+            return img
+        matrix = np.float32([[sx, 0, ox], [0, sy, oy]])
+        return cv2.warpAffine(img, matrix, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+
+    @classmethod
+    def j2k(cls, header: J2KHeader, level: int) -> "ReducedGrid":
+        return cls((header.y1 - header.y0, header.x1 - header.x0), 1 << level, 0.5)
 
 
 def _set_reduce(im, level: int, size: Tuple[int, int]) -> None:
@@ -171,11 +195,11 @@ def _single_frame(ds) -> bytes:
     return next(generate_frames(ds.PixelData, number_of_frames=1))
 
 
-def decode_dicom_scaled(ds, min_side: int) -> Optional[Tuple[np.ndarray, int]]:
+def decode_dicom_scaled(ds, min_side: int) -> Optional[Tuple[np.ndarray, ReducedGrid]]:
     """Stored values of a single-frame monochrome JPEG 2000 or 8-bit JPEG DICOM, decoded at a
-    reduced size whose shorter side is ``>= min_side``, and the JPEG 2000 level to align the
-    image with (:func:`align_j2k_level`; 0 for JPEG); None when that size is the full one or the
-    dataset cannot be decoded that way (see the module docstring)."""
+    reduced size whose shorter side is ``>= min_side``, and their :class:`ReducedGrid` (align the
+    image once it is intensities); None when that size is the full one or the dataset cannot be
+    decoded that way (see the module docstring)."""
     tsuid = str(ds.file_meta.get("TransferSyntaxUID", ""))
     photometric = str(ds.get("PhotometricInterpretation", "")).upper()
     if tsuid not in _J2K_SYNTAXES + _JPEG_SYNTAXES:
@@ -206,12 +230,15 @@ def _decode_dicom_j2k(ds, frame: bytes, rows: int, cols: int, min_side: int):
         or header.components != 1
         or header.precision > int(ds.BitsAllocated)
         or (header.y1 - header.y0, header.x1 - header.x0) != (rows, cols)
+        or header.x0
+        or header.y0
     ):
         return None
     level = j2k_level(header, min_side)
     if level == 0:
         return None
-    return _stored_values(decode_j2k_level(frame, header, level), header, ds), level
+    stored = _stored_values(decode_j2k_level(frame, header, level), header, ds)
+    return stored, ReducedGrid.j2k(header, level)
 
 
 def _decode_dicom_jpeg(ds, frame: bytes, rows: int, cols: int, min_side: int):
@@ -222,21 +249,27 @@ def _decode_dicom_jpeg(ds, frame: bytes, rows: int, cols: int, min_side: int):
     with Image.open(io.BytesIO(frame), formats=("JPEG",)) as im:
         if im.mode != "L" or im.size != (cols, rows):
             return None
-        expected = draft_jpeg(im, min_side)
-        if expected is None:
+        grid = draft_jpeg(im, min_side)
+        if grid is None:
             return None
         arr = np.asarray(im)
-    if arr.shape != expected:
+    if arr.shape != grid_shape(grid):
         return None
-    return arr.astype(np.dtype(f"u{int(ds.BitsAllocated) // 8}")), 0
+    return arr.astype(np.dtype(f"u{int(ds.BitsAllocated) // 8}")), grid
 
 
-def draft_jpeg(im, min_side: int) -> Optional[Tuple[int, int]]:
+def grid_shape(grid: ReducedGrid) -> Tuple[int, int]:
+    """(h, w) of a reduced decode: each side ``ceil(side / factor)``."""
+    return _ceil_div(grid.full_hw[0], grid.factor), _ceil_div(grid.full_hw[1], grid.factor)
+
+
+def draft_jpeg(im, min_side: int) -> Optional[ReducedGrid]:
     """Make an opened, not yet loaded Pillow JPEG (mode L or RGB) decode at the largest DCT scale
     (1/2, 1/4, 1/8) whose shorter side is still ``>= min_side``.
 
     Returns:
-        the ``(height, width)`` the decoded array will have, or None when it stays full size.
+        the :class:`ReducedGrid` of the array it will decode to (:func:`grid_shape`), or None
+        when it stays full size.
     """
     if im.format != "JPEG" or im.mode not in ("L", "RGB"):
         return None
@@ -245,5 +278,5 @@ def draft_jpeg(im, min_side: int) -> Optional[Tuple[int, int]]:
     if factor == 1:
         return None
     im.draft(im.mode, (width // factor, height // factor))
-    expected = (_ceil_div(height, factor), _ceil_div(width, factor))
-    return expected if (im.size[1], im.size[0]) == expected else None
+    grid = ReducedGrid((height, width), factor, factor / 2)
+    return grid if (im.size[1], im.size[0]) == grid_shape(grid) else None

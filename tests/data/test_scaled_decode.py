@@ -25,7 +25,7 @@ from fx_d2.data.demo.phantom import make_phantom, to_uint8, to_uint16
 from fx_d2.data.io import ImageReadError, detect_format, read_image, read_image_size
 from fx_d2.data.mapper import FXDatasetMapper, read_image_min_side
 from fx_d2.data.scaled_decode import (
-    align_j2k_level,
+    ReducedGrid,
     decode_dicom_scaled,
     j2k_level,
     j2k_level_size,
@@ -110,12 +110,10 @@ def test_j2k_odd_size_levels_match_pillow_where_it_can(tmp_path):
     ds = pydicom.dcmread(path)
     frame = next(generate_frames(ds.PixelData, number_of_frames=1))
     for min_side, level in ((250, 1), (125, 2), (62, 3)):
-        stored, aligned_level = decode_dicom_scaled(ds, min_side)
-        assert (
-            aligned_level == level
-            and stored.dtype == np.uint16
-            and stored.shape == (-(-501 // 2**level), -(-603 // 2**level))
-        )
+        stored, grid = decode_dicom_scaled(ds, min_side)
+        assert grid == ReducedGrid((501, 603), 2**level, 0.5)
+        assert stored.dtype == np.uint16
+        assert stored.shape == (-(-501 // 2**level), -(-603 // 2**level))
         with Image.open(io.BytesIO(frame)) as im:
             im.reduce = level
             try:
@@ -170,16 +168,15 @@ def test_intensity_steps_identical_at_every_level(tmp_path, phantom, case):
     j2k = str(tmp_path / "j2k.dcm")
     src.save_as(j2k, enforce_file_format=True)
     for min_side in (None, 250, 125, 62):
-        stored, level = (
-            decode_dicom_scaled(pydicom.dcmread(j2k), min_side) if min_side else (pixels, 0)
-        )
+        reduced = decode_dicom_scaled(pydicom.dcmread(j2k), min_side) if min_side else None
+        stored, grid = reduced or (pixels, None)
         plain = pydicom.dcmread(j2k)
         plain.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
         plain.Rows, plain.Columns = stored.shape
         plain.PixelData = np.ascontiguousarray(stored).tobytes()
         ref = str(tmp_path / f"plain_{min_side}.dcm")
         plain.save_as(ref, enforce_file_format=True)
-        expected = align_j2k_level(read_image(ref), level)
+        expected = grid.align(read_image(ref)) if grid else read_image(ref)
         np.testing.assert_array_equal(read_image(j2k, min_side), expected)
 
 
