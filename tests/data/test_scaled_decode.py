@@ -302,3 +302,31 @@ def test_mapper_and_cache_pass_their_target_size(tmp_path, j2k_dicom, monkeypatc
 def test_header_parse_refuses_what_it_cannot_size():
     assert j2k_header(b"\xff\xd8\xff\xe0" + bytes(60)) is None  # JPEG, not JPEG 2000
     assert j2k_header(b"\xff\x4f\xff\x51" + bytes(10)) is None  # cut SIZ
+
+
+def test_cache_images_tool_decodes_at_its_size(tmp_path, phantom, capsys, monkeypatch):
+    import json
+    import os
+
+    from detectron2.data import DatasetCatalog
+
+    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
+    import cache_images
+
+    path = str(tmp_path / "a.jpg")
+    cv2.imwrite(path, to_uint8(phantom), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    name = "fxtest_scaled_cache_tool"
+    DatasetCatalog.register(name, lambda: [{"file_name": path}])
+    entries = []
+    try:
+        for flags, min_side in (([], 200), (["--full-decode"], None)):
+            out = str(tmp_path / f"c{len(flags)}")
+            args = ["--datasets", name, "--out", out, "--size", "200", "--workers", "1"]
+            cache_images.main(args + flags)
+            assert json.loads(capsys.readouterr().out)["new"] == 1
+            cache = ImageCache(out, size=200)
+            entries.append(np.round(cache.load(path) * 65535.0).astype(np.uint16))
+            np.testing.assert_array_equal(entries[-1], cache.quantize(read_image(path, min_side)))
+    finally:
+        DatasetCatalog.remove(name)
+    assert not np.array_equal(entries[0], entries[1])  # the flag changes how it decodes
