@@ -89,9 +89,7 @@ def j2k_level(header: J2KHeader, min_side: int) -> int:
     return level
 
 
-def decode_j2k_level(
-    source: Union[bytes, BinaryIO], header: J2KHeader, level: int, formats=("JPEG2000",)
-) -> np.ndarray:
+def decode_j2k_level(source: Union[bytes, BinaryIO], header: J2KHeader, level: int) -> np.ndarray:
     """Sample values (int32; signed when the stream is) of a one-component JPEG 2000 image
     (raw codestream or JP2 file) at resolution ``level``: (H, W) of :func:`j2k_level_size`.
 
@@ -101,7 +99,7 @@ def decode_j2k_level(
     from PIL import Image
 
     fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
-    with Image.open(fp, formats=formats) as im:
+    with Image.open(fp, formats=("JPEG2000",)) as im:
         if im.size != (header.x1 - header.x0, header.y1 - header.y0) or len(im.tile) != 1:
             raise ValueError(f"Pillow reads {im.size}, {len(im.tile)} tiles from a {header}")
         if im.mode not in ("L", "I;16"):
@@ -153,6 +151,7 @@ class ReducedGrid(NamedTuple):
 
     @classmethod
     def j2k(cls, header: J2KHeader, level: int) -> "ReducedGrid":
+        """The grid of resolution ``level`` of a JPEG 2000 image (origin at 0, 0)."""
         return cls((header.y1 - header.y0, header.x1 - header.x0), 1 << level, 0.5)
 
 
