@@ -330,3 +330,29 @@ def test_cache_images_tool_decodes_at_its_size(tmp_path, phantom, capsys, monkey
     finally:
         DatasetCatalog.remove(name)
     assert not np.array_equal(entries[0], entries[1])  # the flag changes how it decodes
+
+
+@pytest.mark.parametrize(
+    "key", ["chexpert", "mimic_cxr", "vindr_cxr", "rsna_pneumonia", "siim_acr"]
+)
+def test_demo_config_decodes_the_demo_images_as_before(demo_datasets, key):
+    """`make demo` keeps its numbers: its JPEG / JPEG 2000 images (at most 256 px) are below twice
+    its 160 px input, so the mapper's read with SCALED_DECODE on is the full decode, bit for bit."""
+    import os
+
+    from detectron2.config import get_cfg
+    from detectron2.data import DatasetCatalog
+
+    import fx_d2  # noqa: F401  registers the fx_* names
+    from fx_d2.config import add_fx_config
+
+    cfg = add_fx_config(get_cfg())
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    cfg.merge_from_file(os.path.join(root, "configs", "demo", "fx_demo.yaml"))
+    assert cfg.INPUT.FX.SCALED_DECODE
+    mapper = FXDatasetMapper(cfg, is_train=True)
+    dicts = DatasetCatalog.get(f"fx_{key}_train")
+    biggest = sorted(dicts, key=lambda d: -min(d["height"], d["width"]))[:4]
+    for d in biggest:
+        assert detect_format(d["file_name"]) in ("dicom", "jpeg")
+        np.testing.assert_array_equal(mapper._read(d), read_image(d["file_name"]))
