@@ -33,10 +33,8 @@ from fx_d2.data.scaled_decode import (
 
 H, W = 1000, 1200  # big enough for 3 reduction steps, small enough to encode in ~0.3 s
 MEAN_TOL, MAX_TOL = 0.005, 0.05  # the gate, of the [0, 1] range
-DEEP_TOLS = {
-    2: (0.006, 0.10),
-    3: (0.009, 0.12),
-}  # JPEG 2000 levels 2, 3 (measured 0.4 / 8 %, 0.7 / 9 %)
+# JPEG 2000 levels 2, 3: measured mean / max 0.4-0.5 / 8-10 % and 0.7-0.8 / 9-11 % (5/3 and 9/7)
+DEEP_TOLS = {2: (0.006, 0.12), 3: (0.009, 0.13)}
 WINDOW = (2048.0, 4096.0)  # the whole 12-bit range
 
 
@@ -96,6 +94,22 @@ def test_j2k_dicom_reduced_level_and_quality(j2k_dicom, min_side, level):
     if level == 0:
         np.testing.assert_array_equal(reduced, full)
     else:
+        _assert_close_to_area_resize(full, reduced, level)
+
+
+def test_j2k_lossy_dicom_reduced(tmp_path, phantom):
+    import pydicom
+    from pydicom.uid import JPEG2000
+
+    pixels = to_uint16(phantom, 12)
+    path = _dicom(tmp_path / "lossy.dcm", pixels, "explicit", window=WINDOW)
+    ds = pydicom.dcmread(path)
+    ds.compress(JPEG2000, pixels, j2k_cr=[10], generate_instance_uid=False)  # 9/7 wavelet
+    ds.save_as(path, enforce_file_format=True)
+    full = read_image(path)
+    for min_side, level in ((500, 1), (250, 2), (125, 3)):
+        reduced = read_image(path, min_side)
+        assert reduced.shape == (-(-H // 2**level), -(-W // 2**level))
         _assert_close_to_area_resize(full, reduced, level)
 
 
