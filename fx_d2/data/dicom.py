@@ -21,7 +21,7 @@ window that cannot be applied falls back to min-max with a warning.
 
 import logging
 import zlib
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -100,6 +100,12 @@ def _int_attr(path: str, ds, keyword: str, default=None) -> int:
     if not exact or number < 0:
         raise ImageReadError(path, f"DICOM {keyword} {value!r} is not a non-negative integer")
     return number
+
+
+def read_dicom_header(path: str, max_bytes: int = DEFAULT_MAX_BYTES):
+    """The pydicom dataset of a DICOM file without its pixel data (a deflated file is bounded
+    first); raises pydicom's or :class:`ImageReadError`."""
+    return _dcmread(path, max_bytes, stop_before_pixels=True)
 
 
 def dicom_size(path: str) -> Tuple[int, int]:
@@ -225,8 +231,11 @@ def _apply_voi(path: str, arr: np.ndarray, ds) -> np.ndarray:
     return (out - np.float32(lo)) / np.float32(hi - lo)
 
 
-def read_dicom(path: str, max_pixels: int, max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
-    """Decode one DICOM radiograph to float32 (H, W) in [0, 1], brighter = denser."""
+def read_dicom(
+    path: str, max_pixels: int, max_bytes: int = DEFAULT_MAX_BYTES, frame: Optional[int] = None
+) -> np.ndarray:
+    """Decode one DICOM radiograph to float32 (H, W) in [0, 1], brighter = denser; ``frame``
+    selects a frame of a multi-frame file (which is refused when it is None)."""
     from pydicom.pixels.processing import apply_modality_lut
 
     ds = _dcmread(path, max_bytes)
@@ -238,8 +247,12 @@ def read_dicom(path: str, max_pixels: int, max_bytes: int = DEFAULT_MAX_BYTES) -
     frames = _int_attr(path, ds, "NumberOfFrames", 1) or 1
     spp = _int_attr(path, ds, "SamplesPerPixel", 1)
     bits = _int_attr(path, ds, "BitsAllocated", 16)
-    if frames != 1:
+    if frames != 1 and frame is None:
         raise ImageReadError(path, f"multi-frame DICOM ({frames} frames); expected one radiograph")
+    if frames != 1:
+        if not 0 <= frame < frames:
+            raise ImageReadError(path, f"no frame {frame} in a {frames}-frame DICOM")
+        ds.pixel_array_options(index=frame)  # decode that frame only
     if spp not in (1, 3) or bits not in (1, 8, 16, 32, 64):
         raise ImageReadError(path, f"unsupported SamplesPerPixel {spp} / BitsAllocated {bits}")
     check_pixels(path, rows, cols, max_pixels, "DICOM ",

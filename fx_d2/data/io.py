@@ -108,7 +108,11 @@ def detect_format(path: str, head: Optional[bytes] = None) -> str:
 
 
 def read_image(
-    path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES
+    path: str,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    frame: Optional[int] = None,
 ) -> np.ndarray:
     """Read a chest radiograph as float32 (H, W) in [0, 1], brighter = denser.
 
@@ -116,6 +120,7 @@ def read_image(
         path: file in any supported format (see the module docstring).
         max_pixels: refuse files whose header declares more pixels than this.
         max_bytes: refuse files whose decoded pixel data would take more bytes than this.
+        frame: the frame of a multi-frame DICOM to read (None: such a file is refused).
 
     Raises:
         ImageReadError: missing, not a regular file, corrupt, truncated, unsupported, too large,
@@ -128,7 +133,7 @@ def read_image(
         if fmt == "dicom":
             from .dicom import read_dicom  # pydicom is imported lazily (slow import)
 
-            img = read_dicom(path, max_pixels, max_bytes)
+            img = read_dicom(path, max_pixels, max_bytes, frame)
         elif fmt == "png":
             img = _read_png(path, max_pixels, max_bytes)
         elif fmt in ("jpeg", "gif"):

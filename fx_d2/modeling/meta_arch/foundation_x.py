@@ -25,6 +25,7 @@ from ..branches import TASK_BRANCHES, TaskBranch, detach_output
 from ..lock import frozen
 from ..teacher import consistency_loss, unwrap_model
 from .dataset_specs import dataset_specs_from_cfg
+from .default_datasets import check_predict_datasets, predict_with_defaults
 
 __all__ = ["FoundationX"]
 
@@ -46,6 +47,7 @@ class FoundationX(nn.Module):
         datasets: Sequence[DatasetSpec],
         branches: Sequence[TaskBranch],
         modules: Mapping[str, Optional[nn.Module]],
+        predict_datasets: Sequence[str] = (),
         pixel_mean: Sequence[float],
         pixel_std: Sequence[float],
         consistency_weight: float = 0.5,
@@ -58,6 +60,8 @@ class FoundationX(nn.Module):
             branches: one TaskBranch per task, in task order.
             modules: every branch's modules by attribute name (``cls_heads``, ``loc_encoder``,
                 ...), registered in the branches' order.
+            predict_datasets: heads run for inputs without ``dataset_name`` at inference
+                (``MODEL.FX.PREDICT_DATASETS``; see ``default_datasets``).
             pixel_mean, pixel_std: per-channel RGB normalisation of the 0..255 input.
             consistency_weight: c in ``(1-c)*task + c*consistency`` when a teacher is attached.
             consistency_when_locked: also compute the (gradient-free) consistency under lock.
@@ -67,6 +71,8 @@ class FoundationX(nn.Module):
             raise ValueError(f"MODEL.FX.CONSISTENCY_WEIGHT must be in [0, 1]: {consistency_weight}")
         self.backbone = backbone
         self.datasets: Dict[str, DatasetSpec] = {s.key: s for s in datasets}
+        check_predict_datasets(predict_datasets, list(self.datasets))
+        self.predict_datasets = tuple(predict_datasets)
         self.branches: "OrderedDict[str, TaskBranch]" = OrderedDict((b.task, b) for b in branches)
         for branch in branches:
             for name in branch.module_names:
@@ -104,6 +110,7 @@ class FoundationX(nn.Module):
             datasets=specs,
             branches=branches,
             modules=modules,
+            predict_datasets=tuple(cfg.MODEL.FX.PREDICT_DATASETS),
             pixel_mean=list(cfg.MODEL.PIXEL_MEAN),
             pixel_std=list(cfg.MODEL.PIXEL_STD),
             consistency_weight=cfg.MODEL.FX.CONSISTENCY_WEIGHT,
@@ -182,10 +189,12 @@ class FoundationX(nn.Module):
             training: the loss dict of the batch's single (dataset, task) (the branch's keys,
             e.g. ``loss_cls``), plus ``loss_consistency`` with a teacher attached and c > 0,
             already weighted so that ``sum = (1-c)*task + c*consistency``.
-            inference: see :meth:`inference`.
+            inference: see :meth:`inference`; an input without ``dataset_name`` is predicted
+            with the heads of ``MODEL.FX.PREDICT_DATASETS`` (see ``default_datasets``).
         """
         if not self.training:
-            return self.inference(batched_inputs)
+            keys = list(self.datasets)
+            return predict_with_defaults(self.inference, batched_inputs, keys, self.predict_datasets)
         key, task = self._batch_stage(batched_inputs)
         branch = self.branches[task]
         images = self.preprocess_image(batched_inputs)
