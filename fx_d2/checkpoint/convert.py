@@ -2,7 +2,8 @@
 
 Output (loadable with Detectron2's ``DetectionCheckpointer``, no matching heuristics)::
 
-    {"model": {prefix + trunk_key: tensor, "cls_heads.*", "seg_decoder.*", "seg_heads.*"},
+    {"model": {prefix + trunk_key: tensor, "cls_heads.*", "seg_decoder.*", "seg_heads.*",
+               "loc_encoder.*", "loc_decoders.*"},
      "__author__": "fx_d2", "matching_heuristics": False}
 
 The trunk is checked against a freshly built ``FXSwinTransformer`` with the depths / dims inferred

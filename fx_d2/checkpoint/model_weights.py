@@ -4,7 +4,9 @@ The converter (``tools/convert_checkpoint.py``) writes ``{"model": state_dict, "
 "fx_d2", "matching_heuristics": False}`` with keys ``backbone.*``, ``cls_heads.<key>.*``,
 ``seg_decoder.*`` and ``seg_heads.<key>.*``. Tensors whose name and shape match are loaded; the rest
 is reported (missing = in the model, not in the file; unexpected = in the file, not in the model;
-shape mismatch = in both with different shapes, left at the model's values). Detectron2's
+shape mismatch = in both with different shapes, left at the model's values). Modules marked
+``complete_load_only`` (the DINO encoder and decoders) load all their tensors or none: a partial
+or mis-shaped one is listed under ``not_loaded`` with every problem key. Detectron2's
 ``DetectionCheckpointer(model).load(path)`` also reads such a file.
 """
 
@@ -15,6 +17,7 @@ from typing import Any, Dict, List, Mapping, Union
 import torch
 from torch import nn
 
+from ..modeling.heads.dino.complete_load import partial_state_problems
 from ..modeling.teacher import unwrap_model
 from .loading import load_checkpoint
 
@@ -76,8 +79,9 @@ def load_foundation_x_weights(
         report dict: ``loaded`` / ``missing`` / ``unexpected`` / ``shape_mismatch`` (sorted name
         lists; mismatches as ``(name, file_shape, model_shape)``), their ``num_*`` counts, and
         ``missing_by_group`` / ``unexpected_by_group`` counts per module, e.g.
-        ``{"cls_heads.node21": 2}``, and ``warnings`` (e.g. a BatchNorm UperNet loaded into a
-        GroupNorm one).
+        ``{"cls_heads.node21": 2}``, ``not_loaded`` (all-or-nothing modules the checkpoint fits
+        only partly, with their problem keys) and ``warnings`` (e.g. a BatchNorm UperNet loaded
+        into a GroupNorm one).
     """
     model = unwrap_model(model)
     incoming = read_state_dict(path_or_state_dict, trust_pickle)
@@ -90,6 +94,7 @@ def load_foundation_x_weights(
             mismatched.append((name, tuple(value.shape), tuple(own[name].shape)))
         else:
             matched[name] = value
+    not_loaded = _all_or_nothing(model, incoming, matched)
     model.load_state_dict(matched, strict=False)
     missing = sorted(n for n in own if n not in incoming)
     unexpected = sorted(n for n in incoming if n not in own)
@@ -111,6 +116,7 @@ def load_foundation_x_weights(
         "num_shape_mismatch": len(mismatched),
         "missing_by_group": _group(missing),
         "unexpected_by_group": _group(unexpected),
+        "not_loaded": not_loaded,
         "warnings": warnings,
     }
     where = path_or_state_dict if isinstance(path_or_state_dict, str) else "state_dict"
@@ -129,4 +135,24 @@ def load_foundation_x_weights(
         logger.warning("%s: %s", where, text)
     for name, file_shape, model_shape in mismatched:
         logger.warning("Skipped %s: checkpoint %s vs model %s", name, file_shape, model_shape)
+    for prefix, problems in not_loaded.items():
+        logger.warning("%s not loaded (all or nothing): %s", prefix, "; ".join(problems))
     return report
+
+
+def _all_or_nothing(
+    model: nn.Module, incoming: Mapping[str, Any], matched: Dict[str, torch.Tensor]
+) -> Dict[str, List[str]]:
+    """Drop from ``matched`` every tensor of a ``complete_load_only`` module that the checkpoint
+    fits only partly; returns ``{module prefix: problem lines}``."""
+    not_loaded: Dict[str, List[str]] = {}
+    for name, module in model.named_modules():
+        if not getattr(module, "complete_load_only", False):
+            continue
+        prefix = f"{name}." if name else ""
+        problems = partial_state_problems(module, incoming, prefix)
+        if problems:
+            for k in module.state_dict():
+                matched.pop(prefix + k, None)
+            not_loaded[prefix.rstrip(".")] = problems
+    return not_loaded

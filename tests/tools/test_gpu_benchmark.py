@@ -43,7 +43,7 @@ def test_quick_run_reports_every_section(demo_root):
         for key in ("step_ms", "images_per_s", "gflops_per_image", "achieved_tflops", "mfu"):
             assert _positive(row[key]), (name, key, row)
         assert row["images_per_s"] == pytest.approx(
-            swin["setup"]["batch"] / row["step_ms"] * 1e3, rel=0.02
+            swin["setup"]["batch"] / row["step_ms"] * 1e3, rel=0.02, abs=0.05  # 1-decimal rounding
         )
         assert row["mfu"] == pytest.approx(flops / (row["step_ms"] / 1e3) / 2.0e12, rel=0.05)
     # at 64 px timm shrinks its windows to the small late-stage maps: fewer FLOPs than ours
@@ -62,7 +62,8 @@ def test_quick_run_reports_every_section(demo_root):
             assert set(steps) == {f"{t}_{m}" for t in tasks for m in ("locked", "released")}
             for row in steps.values():
                 assert _positive(row["step_ms"]) and row["steps_timed"] == 1
-                assert row["images_per_s"] == pytest.approx(batch / row["step_ms"] * 1e3, rel=0.02)
+                ips = batch / row["step_ms"] * 1e3  # reported with one decimal
+                assert row["images_per_s"] == pytest.approx(ips, rel=0.02, abs=0.05)
                 assert row["peak_mem_mb"] is None or row["peak_mem_mb"] >= 0
             assert set(fx["locked_over_released"][f"{decoder}_b{batch}"]) == set(tasks)
 
