@@ -60,8 +60,8 @@ def untrained_heads(model, report: Mapping[str, Any], cfg) -> Dict[str, Dict[str
             for what, prefixes in needed.items():
                 found = _first(trunk if what == "the backbone" else problems, prefixes)
                 if found:
-                    result.setdefault(key, {})[task] = (
-                        f"{what} not in the weights (e.g. {found.rstrip('.')})"
-                    )
+                    result.setdefault(key, {})[
+                        task
+                    ] = f"{what} not in the weights (e.g. {found.rstrip('.')})"
                     break
     return result

@@ -188,6 +188,16 @@ def _cached_conversion(sha256: str, use_student: bool) -> Optional[str]:
     return None
 
 
+def _cached_record(path: str) -> Optional[Mapping[str, Any]]:
+    """The source record of a cached conversion; None when it does not load (then the source is
+    read again and the entry rebuilt)."""
+    try:
+        record = load_checkpoint(path).get(SOURCE_KEY)
+    except (ValueError, AttributeError):
+        return None
+    return record if isinstance(record, Mapping) and record.get("format") in FORMATS else None
+
+
 def resolve_weights(
     name_or_path: str,
     trust_pickle: bool = False,
@@ -227,10 +237,9 @@ def resolve_weights(
     config = entry.config if entry else None
     fmt = entry.format if entry else None
     cached = _cached_conversion(sha256, student) if fmt != "fx_d2" else None
-    if cached is not None and fmt is None:
-        data = load_checkpoint(cached)  # small next to the source; tells format and config
-        record = data.get(SOURCE_KEY, {})
-        fmt, config = str(record.get("format")), record.get("config") or REFERENCE_CONFIG
+    record = _cached_record(cached) if cached is not None and fmt is None else None
+    if record is not None:  # a valid earlier conversion tells format and config
+        fmt, config = str(record["format"]), record.get("config") or REFERENCE_CONFIG
     if fmt is None:
         obj = load_checkpoint(source, trust_pickle=trust_pickle)
         fmt = detect_file_format(obj)
