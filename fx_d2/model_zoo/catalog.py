@@ -125,8 +125,9 @@ register_weights(
         config=REFERENCE_CONFIG,
         filename="ark6_teacher_ep200_swinb_projector1376_mlp.pth.tar",
         request_url="https://forms.gle/qkoDGXNiKRPTDdCe8",
-        request_note="the Ark-6 Swin-B teacher 'ark6_teacher_ep200_swinb_projector1376_mlp.pth.tar' "
-        "(jlianglab/Ark README, 'Pre-trained Ark models'; also through wjx.cn)",
+        request_note="the Ark-6 Swin-B teacher "
+        "'ark6_teacher_ep200_swinb_projector1376_mlp.pth.tar' (jlianglab/Ark README, "
+        "'Pre-trained Ark models'; also through wjx.cn)",
         trunk_only=True,
         homepage="https://github.com/jlianglab/Ark",
     )
