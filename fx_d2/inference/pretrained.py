@@ -16,7 +16,7 @@ from ..config import add_fx_config
 from ..data.catalog import TASKS
 from ..model_zoo import ResolvedWeights, resolve_weights
 
-__all__ = ["select_device", "pretrained_cfg", "pretrained_predictor"]
+__all__ = ["select_device", "pretrained_cfg", "pretrained_predictor", "require_trained_heads"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +38,11 @@ def pretrained_cfg(
     weights: ResolvedWeights,
     config_file: Optional[str] = None,
     opts: Sequence = (),
-    device: str = "auto",
+    device: Optional[str] = "auto",
 ):
     """The config for ``weights``: ``config_file`` (default: the one the weights imply),
-    ``MODEL.WEIGHTS`` set to the loadable file, ``opts`` applied, ``MODEL.DEVICE`` chosen.
+    ``MODEL.WEIGHTS`` set to the loadable file, ``opts`` applied, ``MODEL.DEVICE`` chosen by
+    :func:`select_device` (``device=None``: the config's own, on the CPU without a GPU).
 
     Raises:
         ValueError: no config given and none implied by the weights.
@@ -57,7 +58,7 @@ def pretrained_cfg(
     cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(opts))
     cfg.MODEL.WEIGHTS = weights.path
-    cfg.MODEL.DEVICE = select_device(device)
+    cfg.MODEL.DEVICE = select_device(cfg.MODEL.DEVICE if device is None else device)
     return cfg
 
 
@@ -101,12 +102,22 @@ def pretrained_predictor(
     )
     predictor.weights = weights
     predictor.tasks = tuple(tasks) if tasks else None
-    runnable = [k for k in predictor.dataset_keys if predictor.trained_tasks(k, tasks)]
-    if not runnable:
-        what = "a backbone only" if weights.trunk_only else "weights that train none of its heads"
-        raise ValueError(
-            f"{weights.name} is {what}: no head would predict anything but noise. Fine-tune it "
-            "first (tools/train_net.py, configs/finetune/), use weights with trained heads "
-            "(`python tools/weights.py list`), or pass include_untrained=True for a smoke test"
-        )
+    require_trained_heads(predictor, weights.name, None, tasks)
     return predictor
+
+
+def require_trained_heads(
+    predictor, name: str, datasets: Optional[Sequence[str]] = None, tasks=None
+) -> None:
+    """Raise ValueError when none of ``datasets``' heads (default all) for ``tasks`` would run:
+    the weights trained none of them (e.g. a backbone-only file) and untrained heads are off."""
+    keys = predictor.dataset_keys if datasets is None else list(datasets)
+    if any(predictor.trained_tasks(k, tasks) for k in keys):
+        return
+    raise ValueError(
+        f"weights {name} trained none of the heads asked for ({keys}, tasks {tasks or 'all'}): "
+        f"{predictor.untrained}. They would predict noise. Fine-tune first (tools/train_net.py, "
+        "configs/finetune/), use weights with trained heads (`python tools/weights.py list`), "
+        "or include the untrained heads (include_untrained=True, --include-untrained) for a "
+        "smoke test"
+    )

@@ -81,6 +81,24 @@ class DatasetPrediction:
             record["skipped"] = dict(self.skipped)
         return record
 
+    def to_outputs(self, image_size: Tuple[int, int]) -> Dict[str, Any]:
+        """The FoundationX inference form again (``cls_probs``, ``instances``, ``sem_seg``, in
+        class order), e.g. for :func:`fx_d2.utils.visualize.draw_fx_predictions`."""
+        from detectron2.structures import Boxes, Instances
+
+        out: Dict[str, Any] = {}
+        if "cls" in self.tasks:
+            out["cls_probs"] = torch.tensor(list(self.cls.values()), dtype=torch.float32)
+        if "loc" in self.tasks:
+            inst = Instances(tuple(image_size))
+            inst.pred_boxes = Boxes(torch.tensor([b.bbox for b in self.boxes]).reshape(-1, 4))
+            inst.scores = torch.tensor([b.score for b in self.boxes], dtype=torch.float32)
+            inst.pred_classes = torch.tensor([b.category_id for b in self.boxes], dtype=torch.int64)
+            out["instances"] = inst
+        if "seg" in self.tasks and self.masks:
+            out["sem_seg"] = torch.from_numpy(np.stack(list(self.masks.values())))
+        return out
+
 
 def _name(names: Sequence[str], index: int) -> str:
     return names[index] if 0 <= index < len(names) else str(index)

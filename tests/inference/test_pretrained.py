@@ -95,7 +95,7 @@ def test_untrained_heads_are_reported_and_skipped(run_dir, tmp_path):
         str(path), config_file=str(run_dir / "config.yaml"), include_untrained=True
     )
     assert set(both.predict(_images()[:1])[0]) == {FULL, CLS}
-    with pytest.raises(ValueError, match="no head would predict"):
+    with pytest.raises(ValueError, match="trained none of the heads"):
         FXPredictor.from_pretrained(
             str(path), config_file=str(run_dir / "config.yaml"), datasets=[CLS]
         )
