@@ -164,8 +164,12 @@ def setup(args: argparse.Namespace):
     if args.weights:
         resolved = resolve_weights(args.weights, trust_pickle=args.trust_pickle)
         path = resolved.path
-        weights_info = {"name": resolved.name, "sha256": resolved.sha256,
-                        "format": resolved.format, "file": os.path.abspath(resolved.source)}  # fmt: skip
+        weights_info = {
+            "name": resolved.name,
+            "sha256": resolved.sha256,
+            "format": resolved.format,
+            "file": os.path.abspath(resolved.source),
+        }
         # the config's MODEL.DEVICE (or --opts), on the CPU when there is no GPU
         cfg = pretrained_cfg(resolved, config_file or None, args.opts, device=None)
     elif not config_file:
@@ -322,8 +326,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     record = index_record(writer.index, weights, {"thresholds": writer.thresholds})
     write_json(os.path.join(args.output, "index.json"), record)
     if args.html:
-        write_index_page(os.path.join(args.output, "index.html"), writer.index,
-                         writer.thumbnails, f"Foundation X predictions ({weights['name']})")  # fmt: skip
+        title = f"Foundation X predictions ({weights['name']})"
+        write_index_page(
+            os.path.join(args.output, "index.html"), writer.index, writer.thumbnails, title
+        )
     counts = record["counts"]
     print(json.dumps({"images": counts["ok"], "refused": counts["refused"],
                       "failed": counts["failed"], "output": args.output}))  # fmt: skip

@@ -165,13 +165,17 @@ def write_image_page(
     scale = size[0] / image.shape[1]
     layers, toggles, tables = [], [], []
     for key, pred in predictions.items():
-        for task, make in (("seg", lambda p=pred: _seg_layer(p, size)),
-                           ("loc", lambda p=pred: _box_layer(p, size, scale, score_thresh))):  # fmt: skip
+        for task in ("seg", "loc"):
             if task not in pred.tasks:
                 continue
+            drawn = (
+                _seg_layer(pred, size)
+                if task == "seg"
+                else _box_layer(pred, size, scale, score_thresh)
+            )
             layer_id = f"layer-{len(layers)}"
             layers.append(f"<img class='layer' id='{layer_id}' alt='{html.escape(key)} {task}' "
-                          f"src='{_png_uri(make())}'>")  # fmt: skip
+                          f"src='{_png_uri(drawn)}'>")  # fmt: skip
             toggles.append(
                 f"<label><input type='checkbox' checked data-layer='{layer_id}'> "
                 f"{html.escape(key)} {'masks' if task == 'seg' else 'boxes'}</label>"
@@ -186,7 +190,8 @@ def write_image_page(
     )
     weights = record.get("weights", {})
     body = (
-        f"<p><a href='index.html'>&larr; all images</a></p><h1>{html.escape(os.path.basename(source['file']))}</h1>"
+        "<p><a href='index.html'>&larr; all images</a></p>"
+        f"<h1>{html.escape(os.path.basename(source['file']))}</h1>"
         f"<p>{source['width']} &times; {source['height']} px, {html.escape(source['format'])}; "
         f"weights {html.escape(str(weights.get('name')))}</p>{warnings}{untrained}"
         f"<p>{_links(links, os.path.dirname(path))}</p>"
@@ -210,7 +215,8 @@ def write_index_page(
         thumb = thumbnails.get(item["name"])
         picture = f"<img alt='{name}' src='{thumb}'>" if thumb else ""
         if status == "ok" and item.get("html"):
-            picture = f"<a href='{html.escape(os.path.relpath(item['html'], os.path.dirname(path)))}'>{picture or name}</a>"
+            href = html.escape(os.path.relpath(item["html"], os.path.dirname(path)))
+            picture = f"<a href='{href}'>{picture or name}</a>"
         reason = f"<br>{html.escape(item.get('reason') or '')}" if item.get("reason") else ""
         cards.append(f"<div class='card'>{picture}<br>{name} <span class='{status}'>{status}"
                      f"</span>{reason}</div>")  # fmt: skip
