@@ -144,3 +144,22 @@ def test_input_checks(tmp_path):
     gray = np.repeat(np.arange(400, dtype=np.uint8).reshape(20, 20)[..., None], 3, axis=2)
     Image.fromarray(gray).save(str(tmp_path / "gray_rgb.png"))
     assert check_input(str(tmp_path / "gray_rgb.png")).refused is None
+
+
+def test_forced_multi_frame_dicom_reads_the_asked_frame(tmp_path):
+    from fx_d2.data.io import ImageReadError, read_image
+
+    src, _ = _dicom(tmp_path / "cr.dcm")
+    ds = pydicom.dcmread(src)
+    frames = np.stack([np.full((H, W), 100, np.uint16), np.arange(H * W, dtype=np.uint16)
+                       .reshape(H, W)])  # fmt: skip
+    ds.Modality, ds.NumberOfFrames, ds.PixelData = "DX", 2, frames.tobytes()
+    ds.save_as(str(tmp_path / "mf.dcm"))
+    check = check_input(str(tmp_path / "mf.dcm"), force=True)
+    assert check.refused is None and check.frame == 0
+    with pytest.raises(ImageReadError, match="multi-frame"):
+        read_image(str(tmp_path / "mf.dcm"))
+    second = read_image(str(tmp_path / "mf.dcm"), frame=1)
+    assert second.shape == (H, W) and second[0, 0] < second[-1, -1]  # the ramp, not the flat one
+    with pytest.raises(ImageReadError, match="no frame 2"):
+        read_image(str(tmp_path / "mf.dcm"), frame=2)
