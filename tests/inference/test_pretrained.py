@@ -5,6 +5,7 @@ FoundationX config."""
 import numpy as np
 import pytest
 import torch
+from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultPredictor
 from detectron2.modeling import build_model
 
@@ -122,3 +123,30 @@ def test_detectron2_default_predictor(run_dir):
     cfg.MODEL.FX.PREDICT_DATASETS = ["not_a_dataset"]
     with pytest.raises(ValueError, match="no heads"):
         DefaultPredictor(cfg)
+
+
+def test_official_foundation_x_layout_becomes_a_ready_predictor(tmp_path):
+    """A checkpoint in the authors' layout (teacher_model, backbone.0.*, the DINO keys; toy
+    widths) through a file:// URL: detected, converted once, loaded with nothing untrained."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "test_convert_dino.py"
+    spec = importlib.util.spec_from_file_location("fx_convert_dino_layout", path)
+    layout = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(layout)
+    model = layout._model()
+    checkpoint, dino = layout._reference_checkpoint(model)
+    torch.save(checkpoint, str(tmp_path / "ckpt_E1_TH0.pth"))
+    cfg = tiny_cfg(list(layout.FX_LOC_DECODERS), layout.TINY_DINO_OPTS + layout.FULL
+                   + layout.TASKS + ["MODEL.FX.DINO.NUM_LOGITS", layout.LOGITS])  # fmt: skip
+    (tmp_path / "tiny_dino.yaml").write_text(cfg.dump())
+    predictor = FXPredictor.from_pretrained(
+        (tmp_path / "ckpt_E1_TH0.pth").as_uri(), config_file=str(tmp_path / "tiny_dino.yaml")
+    )
+    assert predictor.weights.format == "foundation_x" and predictor.untrained == {}
+    result = predictor.predict(_images()[:1], datasets=["chestx_det"])[0]["chestx_det"]
+    names = set(MetadataCatalog.get("fx_chestx_det_train").thing_classes)
+    assert result.tasks == ("loc",) and {b.category for b in result.boxes} <= names
+    loaded = predictor.model.state_dict()["loc_encoder.tgt_embed.weight"]
+    assert torch.equal(loaded, dino["transformer.tgt_embed.weight"])  # the teacher's tensors
