@@ -326,7 +326,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     record = index_record(writer.index, weights, {"thresholds": writer.thresholds})
     write_json(os.path.join(args.output, "index.json"), record)
     if args.html:
-        title = f"Foundation X predictions ({weights['name']})"
+        title = f"Foundation X predictions ({weights['name'] or 'random initialisation'})"
         write_index_page(
             os.path.join(args.output, "index.html"), writer.index, writer.thumbnails, title
         )

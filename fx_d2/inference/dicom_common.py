@@ -8,9 +8,11 @@ sees what the class is. Anatomy (lungs, heart, clavicles, ribs) has the category
 Structure", everything else "Morphologically Abnormal Structure".
 """
 
+import contextlib
 import copy
 import re
-from typing import Any, Dict
+import warnings
+from typing import Any, Dict, Iterator
 
 __all__ = [
     "DicomOutputError",
@@ -20,6 +22,8 @@ __all__ = [
     "property_category",
     "source_dataset",
     "algorithm_name",
+    "quiet_source_warnings",
+    "save_dicom",
 ]
 
 LOCAL_SCHEME = "99FXD2"
@@ -105,3 +109,22 @@ def source_dataset(path: str, info: Dict[str, Any]):
         if keyword not in ds:
             setattr(ds, keyword, "")
     return ds
+
+
+@contextlib.contextmanager
+def quiet_source_warnings() -> Iterator[None]:
+    """Silence highdicom's advice about the source's PatientName format (copied as it is)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*intended person name.*")
+        yield
+
+
+def save_dicom(dataset, path: str) -> str:
+    """Write a pydicom / highdicom dataset atomically (a killed run leaves no partial file)."""
+    from ..utils.atomic import atomic_open
+    from .records import umask_mode
+
+    with atomic_open(path, "wb") as f:
+        dataset.save_as(f)
+    umask_mode(path)
+    return path

@@ -16,6 +16,8 @@ from .dicom_common import (
     algorithm_name,
     finding_code,
     property_category,
+    quiet_source_warnings,
+    save_dicom,
     source_dataset,
 )
 from .results import DatasetPrediction
@@ -83,21 +85,21 @@ def write_dicom_seg(
         raise DicomOutputError(f"{source_path}: no segmentation head ran; no DICOM SEG written")
     pixels = np.stack(planes, axis=-1)[None]  # (1 frame, rows, columns, segments)
     kind = hd.seg.SegmentationTypeValues
-    seg = hd.seg.Segmentation(
-        source_images=[source],
-        pixel_array=pixels if fractional else pixels.astype(bool),
-        segmentation_type=kind.FRACTIONAL if fractional else kind.BINARY,
-        segment_descriptions=descriptions,
-        series_instance_uid=hd.UID(),
-        series_number=SEG_SERIES_NUMBER,
-        sop_instance_uid=hd.UID(),
-        instance_number=1,
-        manufacturer="fx_d2",
-        manufacturer_model_name="FoundationX",
-        software_versions=version,
-        device_serial_number="0",
-        max_fractional_value=FRACTIONAL_LEVELS,
-        series_description="Foundation X segmentation",
-    )
-    seg.save_as(path)
-    return path
+    with quiet_source_warnings():
+        seg = hd.seg.Segmentation(
+            source_images=[source],
+            pixel_array=pixels if fractional else pixels.astype(bool),
+            segmentation_type=kind.FRACTIONAL if fractional else kind.BINARY,
+            segment_descriptions=descriptions,
+            series_instance_uid=hd.UID(),
+            series_number=SEG_SERIES_NUMBER,
+            sop_instance_uid=hd.UID(),
+            instance_number=1,
+            manufacturer="fx_d2",
+            manufacturer_model_name="FoundationX",
+            software_versions=version,
+            device_serial_number="0",
+            max_fractional_value=FRACTIONAL_LEVELS,
+            series_description="Foundation X segmentation",
+        )
+    return save_dicom(seg, path)

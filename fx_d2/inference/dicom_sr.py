@@ -14,7 +14,14 @@ from typing import Mapping
 
 import numpy as np
 
-from .dicom_common import DicomOutputError, algorithm_name, finding_code, source_dataset
+from .dicom_common import (
+    DicomOutputError,
+    algorithm_name,
+    finding_code,
+    quiet_source_warnings,
+    save_dicom,
+    source_dataset,
+)
 from .results import DatasetPrediction
 
 __all__ = ["write_dicom_sr", "SR_SERIES_NUMBER", "PLAIN_CHEST_XRAY"]
@@ -113,15 +120,15 @@ def write_dicom_sr(
         imaging_measurements=groups,
         title=codes.DCM.ImagingMeasurementReport,
     )
-    document = sr.ComprehensiveSR(
-        evidence=[source],
-        content=report,
-        series_instance_uid=hd.UID(),
-        series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=hd.UID(),
-        instance_number=1,
-        manufacturer="fx_d2",
-        series_description="Foundation X findings",
-    )
-    document.save_as(path)
-    return path
+    with quiet_source_warnings():
+        document = sr.ComprehensiveSR(
+            evidence=[source],
+            content=report,
+            series_instance_uid=hd.UID(),
+            series_number=SR_SERIES_NUMBER,
+            sop_instance_uid=hd.UID(),
+            instance_number=1,
+            manufacturer="fx_d2",
+            series_description="Foundation X findings",
+        )
+    return save_dicom(document, path)

@@ -17,12 +17,13 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..utils.atomic import atomic_open
+from .records import write_text
 from .results import DatasetPrediction
 
 __all__ = ["DISPLAY_SIZE", "THUMB_SIZE", "thumbnail_uri", "write_image_page", "write_index_page"]
 
 DISPLAY_SIZE = 1024
+MIN_DISPLAY_SIZE = 512  # small images are shown enlarged
 THUMB_SIZE = 192
 _PALETTE = [
     (230, 25, 75),
@@ -41,7 +42,9 @@ _STYLE = """body{font-family:sans-serif;margin:1em;background:#fafafa;color:#222
 .stack img.layer{position:absolute;left:0;top:0}
 table{border-collapse:collapse;margin:.3em 0}td,th{padding:2px 8px;border-bottom:1px solid #ddd}
 .bar{display:inline-block;height:.7em;background:#0082c8}.warn{color:#a15c00}
-.grid{display:flex;flex-wrap:wrap;gap:12px}.card{width:200px;font-size:.85em}
+.grid{display:flex;flex-wrap:wrap;gap:12px}.card{width:200px;font-size:.85em;word-break:break-all}
+.main{display:flex;gap:24px;align-items:flex-start}.side{min-width:320px}
+.toggles label{display:block}
 .refused,.failed{color:#b00}.ok{color:#070}"""  # fmt: skip
 # first in <head>: counts uncaught errors before anything else runs
 _ERRORS = """<script>window.fxErrors=0;window.addEventListener('error',function(){
@@ -65,9 +68,10 @@ def _png_uri(image: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _display_size(shape: Tuple[int, int], limit: int) -> Tuple[int, int]:
+def _display_size(shape: Tuple[int, int], limit: int, least: int = 0) -> Tuple[int, int]:
     height, width = shape
     scale = min(1.0, limit / max(height, width))
+    scale = max(scale, min(least, limit) / max(height, width))
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
@@ -161,24 +165,29 @@ def write_image_page(
         links: label -> file (JSON, DICOM SEG / SR, overlays), linked relative to the page.
         score_thresh: lowest box score drawn.
     """
-    size = _display_size(image.shape, DISPLAY_SIZE)
+    size = _display_size(image.shape, DISPLAY_SIZE, MIN_DISPLAY_SIZE)
     scale = size[0] / image.shape[1]
     layers, toggles, tables = [], [], []
+    first = None  # the first dataset with a layer: shown at once, the others one tick away
     for key, pred in predictions.items():
         for task in ("seg", "loc"):
             if task not in pred.tasks:
                 continue
+            first = first or key
+            shown = key == first
             drawn = (
                 _seg_layer(pred, size)
                 if task == "seg"
                 else _box_layer(pred, size, scale, score_thresh)
             )
             layer_id = f"layer-{len(layers)}"
-            layers.append(f"<img class='layer' id='{layer_id}' alt='{html.escape(key)} {task}' "
-                          f"src='{_png_uri(drawn)}'>")  # fmt: skip
+            hidden = "" if shown else " style='display:none'"
+            layers.append(f"<img class='layer' id='{layer_id}'{hidden} alt='{html.escape(key)} "
+                          f"{task}' src='{_png_uri(drawn)}'>")  # fmt: skip
             toggles.append(
-                f"<label><input type='checkbox' checked data-layer='{layer_id}'> "
-                f"{html.escape(key)} {'masks' if task == 'seg' else 'boxes'}</label>"
+                f"<label><input type='checkbox'{' checked' if shown else ''} "
+                f"data-layer='{layer_id}'> {html.escape(key)} "
+                f"{'masks' if task == 'seg' else 'boxes'}</label>"
             )
         tables.append(_tables(key, pred, score_thresh))
     source = record["input"]
@@ -189,18 +198,19 @@ def write_image_page(
         for t, why in tasks.items()
     )
     weights = record.get("weights", {})
+    name = weights.get("name") or "none (random initialisation)"
     body = (
         "<p><a href='index.html'>&larr; all images</a></p>"
         f"<h1>{html.escape(os.path.basename(source['file']))}</h1>"
         f"<p>{source['width']} &times; {source['height']} px, {html.escape(source['format'])}; "
-        f"weights {html.escape(str(weights.get('name')))}</p>{warnings}{untrained}"
+        f"weights {html.escape(str(name))}</p>{warnings}{untrained}"
         f"<p>{_links(links, os.path.dirname(path))}</p>"
-        f"<p>{' '.join(toggles) or 'no mask or box head ran'}</p>"
-        f"<div class='stack'><img alt='image' src='{_png_uri(_gray(image, size))}'>"
-        f"{''.join(layers)}</div>{''.join(tables)}"
+        f"<div class='main'><div class='stack'><img alt='image' "
+        f"src='{_png_uri(_gray(image, size))}'>{''.join(layers)}</div>"
+        f"<div class='side'><div class='toggles'>{''.join(toggles) or 'no mask or box head ran'}"
+        f"</div>{''.join(tables)}</div></div>"
     )
-    with atomic_open(path, "w") as f:
-        f.write(_page(os.path.basename(source["file"]), body))
+    write_text(path, _page(os.path.basename(source["file"]), body))
     return path
 
 
@@ -221,6 +231,5 @@ def write_index_page(
         cards.append(f"<div class='card'>{picture}<br>{name} <span class='{status}'>{status}"
                      f"</span>{reason}</div>")  # fmt: skip
     body = f"<h1>{html.escape(title)}</h1><div class='grid'>{''.join(cards)}</div>"
-    with atomic_open(path, "w") as f:
-        f.write(_page(title, body))
+    write_text(path, _page(title, body))
     return path

@@ -26,7 +26,15 @@ from ..utils.atomic import atomic_open
 from .input_checks import InputCheck
 from .results import DatasetPrediction
 
-__all__ = ["SCHEMA_VERSION", "tool_info", "image_record", "write_json", "index_record"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "tool_info",
+    "image_record",
+    "write_json",
+    "write_text",
+    "index_record",
+    "umask_mode",
+]
 
 SCHEMA_VERSION = 1
 
@@ -81,7 +89,24 @@ def index_record(
     return record
 
 
+def umask_mode(path: str) -> None:
+    """Give ``path`` the permissions of a file the user creates (umask applied)."""
+    # atomic_open's temporary file is private (0600); outputs are read by viewers and servers
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def write_json(path: str, record: Mapping[str, Any]) -> None:
-    """Write ``record`` atomically (a killed run leaves the previous file or none)."""
+    """Write ``record`` atomically (a killed run leaves the previous file or none), with the
+    permissions of a file the user creates."""
     with atomic_open(path, "w") as f:
         json.dump(record, f, indent=1)
+    umask_mode(path)
+
+
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` like :func:`write_json`."""
+    with atomic_open(path, "w") as f:
+        f.write(text)
+    umask_mode(path)
