@@ -262,6 +262,8 @@ class Writer:
                 )  # fmt: skip
             except DicomOutputError as err:
                 errors["seg"] = str(err)
+            except Exception as err:  # highdicom's checks of an odd source: this output only
+                errors["seg"] = f"{path}: {type(err).__name__}: {err}"
         if self.args.dicom_sr:
             try:
                 outputs["dicom_sr"] = write_dicom_sr(
@@ -270,6 +272,8 @@ class Writer:
                 )  # fmt: skip
             except DicomOutputError as err:
                 errors["sr"] = str(err)
+            except Exception as err:  # highdicom's checks of an odd source: this output only
+                errors["sr"] = f"{path}: {type(err).__name__}: {err}"
         for kind, why in errors.items():
             logger.warning("%s: no DICOM %s: %s", path, kind.upper(), why)
 
@@ -303,9 +307,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     batch: List[tuple] = []
 
     def flush():
-        preds = predictor.predict([item[3] for item in batch], keys, args.tasks, args.batch_size)
+        try:
+            preds = predictor.predict([b[3] for b in batch], keys, args.tasks, len(batch))
+        except RuntimeError as err:  # e.g. out of memory: one image at a time, failures kept
+            logger.warning("batch of %d failed (%s); predicting one by one", len(batch), err)
+            preds = []
+            for file, name, _, image in batch:
+                try:
+                    preds.extend(predictor.predict([image], keys, args.tasks))
+                except RuntimeError as one:
+                    preds.append(None)
+                    writer.skip(file, name, "failed", f"prediction failed: {one}")
         for (file, name, check, image), pred in zip(batch, preds):
-            writer.scored(file, name, check, image, pred)
+            if pred is not None:
+                writer.scored(file, name, check, image, pred)
         batch.clear()
 
     for file, name in expand_inputs(args.input):

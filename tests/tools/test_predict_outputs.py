@@ -193,3 +193,29 @@ def test_cuda_config_runs_on_the_cpu(run, tool, tmp_path, monkeypatch):
 def test_help_names_only_existing_configs(tool):
     for config in re.findall(r"configs/[\w./-]+\.yaml", tool.__doc__):
         assert os.path.isfile(os.path.join(ROOT, config)), config
+
+
+def test_a_failing_prediction_fails_that_image_only(run, tool, tmp_path, monkeypatch):
+    from fx_d2.inference.predictor import FXPredictor
+
+    _, _, scans = run
+    for name, size in (("big", 60), ("small", 40)):
+        gray = np.random.default_rng(size).integers(0, 256, (size, size), dtype=np.uint8)
+        Image.fromarray(gray).save(str(tmp_path / f"{name}.png"))
+    predict = FXPredictor.predict
+
+    def fragile(self, images, *args, **kwargs):
+        if any(im.shape == (60, 60) for im in images):
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return predict(self, images, *args, **kwargs)
+
+    monkeypatch.setattr(FXPredictor, "predict", fragile)
+    out = tmp_path / "out"
+    argv = ["--weights", str(scans.parent / "run" / "model_final.pth"), "--input",
+            str(tmp_path / "big.png"), str(tmp_path / "small.png"), "--output", str(out),
+            "--batch-size", "2", "--no-overlay"]  # fmt: skip
+    assert tool.main(argv) == 1
+    images = {i["name"]: i for i in json.loads((out / "index.json").read_text())["images"]}
+    assert images["small"]["status"] == "ok" and (out / "small.json").is_file()
+    assert images["big"]["status"] == "failed"
+    assert "prediction failed: CUDA out of memory" in images["big"]["reason"]
