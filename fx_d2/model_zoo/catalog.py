@@ -97,9 +97,9 @@ def list_entries() -> List[WeightsEntry]:
 
 _FX_FORM = "https://forms.gle/7ynYFcoiKYYwQNWG8"
 _FX_NOTE = (
-    "a Foundation X checkpoint 'ckpt_E<epoch>_TH<t>.pth' (a dict with 'model', 'teacher_model', "
-    "'optimizer', 'epoch'), sent by the authors after the form (jlianglab/Foundation_X README, "
-    "'Pre-trained models')"
+    "a Foundation X checkpoint (.pth; the reference code names them 'ckpt_E<epoch>_TH<head>.pth'), "
+    "a dict with 'model', 'teacher_model', 'optimizer' and 'epoch' (the reference's save_model), "
+    "sent by the authors after the form (jlianglab/Foundation_X README, 'Pre-trained models')"
 )
 
 register_weights(
