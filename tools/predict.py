@@ -45,7 +45,7 @@ from fx_d2.inference.html_page import thumbnail_uri, write_image_page, write_ind
 from fx_d2.inference.input_checks import check_input
 from fx_d2.inference.predictor import FXPredictor
 from fx_d2.inference.pretrained import pretrained_cfg, require_trained_heads, select_device
-from fx_d2.inference.records import image_record, index_record, write_json
+from fx_d2.inference.records import SCHEMA_VERSION, image_record, index_record, write_json
 from fx_d2.model_zoo import WeightsDownloadError, WeightsNotAvailableError, resolve_weights
 from fx_d2.utils.visualize import draw_fx_predictions
 
@@ -94,6 +94,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         "--score-thresh", type=float, default=0.5, help="lowest box score drawn / put in the SR"
     )
     parser.add_argument("--batch-size", type=int, default=4, help="images per forward")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the outputs of images an earlier (killed) run already wrote with the same "
+        "weights and thresholds; predict the others",
+    )
     parser.add_argument("--no-overlay", action="store_true", help="no PNG overlays")
     parser.add_argument(
         "--dicom-seg",
@@ -204,6 +210,30 @@ class Writer:
         logger.error("%s: %s: %s", path, status, reason)
         self.index.append({"file": os.path.abspath(path), "name": name, "status": status,
                            "reason": reason})  # fmt: skip
+
+    def reuse(self, path: str, name: str, image: np.ndarray) -> bool:
+        """``--resume``: take the JSON an earlier run wrote for ``path`` with the same weights;
+        False (predict again) when there is none or it does not match."""
+        try:
+            with open(self.out(name, ".json")) as f:
+                record = json.load(f)
+            same = (
+                record.get("schema_version") == SCHEMA_VERSION
+                and record["input"]["file"] == os.path.abspath(path)
+                and record["weights"] == self.weights
+                and record["thresholds"] == self.thresholds
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        if not same:
+            return False
+        entry = {"file": os.path.abspath(path), "name": name, "status": "ok", "reason": None,
+                 "json": self.out(name, ".json"), "resumed": True}  # fmt: skip
+        entry.update({k: v for k, v in record.get("outputs", {}).items() if v})
+        self.index.append(entry)
+        if self.args.html:
+            self.thumbnails[name] = thumbnail_uri(image)
+        return True
 
     def scored(self, path, name, check, image, preds) -> None:
         args = self.args
@@ -332,6 +362,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             image = read_image(file, frame=check.frame)
         except ImageReadError as err:
             writer.skip(file, name, "failed", err.reason)
+            continue
+        if args.resume and writer.reuse(file, name, image):
             continue
         batch.append((file, name, check, image))
         if len(batch) >= max(1, args.batch_size):

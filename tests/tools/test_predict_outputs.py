@@ -219,3 +219,28 @@ def test_a_failing_prediction_fails_that_image_only(run, tool, tmp_path, monkeyp
     assert images["small"]["status"] == "ok" and (out / "small.json").is_file()
     assert images["big"]["status"] == "failed"
     assert "prediction failed: CUDA out of memory" in images["big"]["reason"]
+
+
+def test_resume_predicts_only_what_a_killed_run_left(run, tool, tmp_path, monkeypatch):
+    from fx_d2.inference.predictor import FXPredictor
+
+    _, _, scans = run
+    out = tmp_path / "out"
+    argv = ["--weights", str(scans.parent / "run" / "model_final.pth"), "--input",
+            str(scans / "cr.dcm"), str(scans / "nouid.dcm"), "--output", str(out),
+            "--no-overlay", "--batch-size", "1"]  # fmt: skip
+    assert tool.main(argv) == 0
+    kept = (out / "cr.json").read_text()
+    (out / "nouid.json").unlink()  # the run was killed before this one was written
+    seen = []
+    predict = FXPredictor.predict
+
+    def counting(self, images, *args, **kwargs):
+        seen.append(len(images))
+        return predict(self, images, *args, **kwargs)
+
+    monkeypatch.setattr(FXPredictor, "predict", counting)
+    assert tool.main(argv + ["--resume"]) == 0
+    assert seen == [1] and (out / "cr.json").read_text() == kept
+    index = json.loads((out / "index.json").read_text())["images"]
+    assert [(i["name"], i.get("resumed", False)) for i in index] == [("cr", True), ("nouid", False)]
