@@ -166,7 +166,7 @@ def expand_inputs(paths: Sequence[str]) -> List[tuple]:
 def setup(args: argparse.Namespace):
     """``(cfg, weights dict for the records, loadable weights path or None)``."""
     weights_info: Dict[str, Any] = {"name": None, "note": "random initialisation"}
-    path, config_file = None, args.config_file
+    path, config_file, resolved = None, args.config_file, None
     if args.weights:
         resolved = resolve_weights(args.weights, trust_pickle=args.trust_pickle)
         path = resolved.path
@@ -185,7 +185,9 @@ def setup(args: argparse.Namespace):
         cfg.merge_from_file(config_file)
         cfg.merge_from_list(args.opts)
         cfg.MODEL.DEVICE = select_device(cfg.MODEL.DEVICE)
-    weights_info["model"] = "teacher" if args.teacher else "student"
+    # a converted Foundation X checkpoint holds its EMA teacher unless the student was asked for
+    official_teacher = weights_info.get("format") == "foundation_x" and not resolved.use_student
+    weights_info["model"] = "teacher" if args.teacher or official_teacher else "student"
     if args.trust_pickle:
         cfg.MODEL.FX.TRUST_PICKLE = True
     cfg.freeze()

@@ -2,12 +2,15 @@
 untrained heads reported and skipped, the CPU fallback, and Detectron2's DefaultPredictor on a
 FoundationX config."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultPredictor
 from detectron2.modeling import build_model
+from PIL import Image
 
 from fx_d2.inference import DatasetPrediction, FXPredictor
 from fx_d2.inference.pretrained import select_device
@@ -150,3 +153,17 @@ def test_official_foundation_x_layout_becomes_a_ready_predictor(tmp_path):
     assert result.tasks == ("loc",) and {b.category for b in result.boxes} <= names
     loaded = predictor.model.state_dict()["loc_encoder.tgt_embed.weight"]
     assert torch.equal(loaded, dino["transformer.tgt_embed.weight"])  # the teacher's tensors
+    # the command line reuses the cached conversion and records what the weights are
+    spec = importlib.util.spec_from_file_location(
+        "fx_predict_tool_official", Path(__file__).resolve().parents[2] / "tools" / "predict.py"
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    Image.fromarray((_images()[0] * 255).astype(np.uint8)).save(str(tmp_path / "x.png"))
+    argv = ["--weights", str(tmp_path / "ckpt_E1_TH0.pth"), "--config-file",
+            str(tmp_path / "tiny_dino.yaml"), "--input", str(tmp_path / "x.png"), "--output",
+            str(tmp_path / "out"), "--dataset", "node21", "--no-overlay"]  # fmt: skip
+    assert tool.main(argv) == 0
+    record = json.loads((tmp_path / "out" / "x.json").read_text())
+    assert record["weights"]["format"] == "foundation_x" and record["weights"]["model"] == "teacher"
+    assert record["weights"]["name"] == "ckpt_E1_TH0.pth" and set(record["datasets"]) == {"node21"}
