@@ -11,7 +11,7 @@ DINO_DEMO_DATASETS := tbx11k,node21,candid_ptx,rsna_pneumonia,chestx_det,siim_ac
 PYTEST_WORKERS ?= 2
 
 
-.PHONY: setup test demo demo-dino lint bench bench-gpu clean-venv
+.PHONY: setup setup-browser test demo demo-dino lint bench bench-gpu clean-venv
 
 setup: $(STAMP)
 
@@ -37,6 +37,13 @@ demo-dino: setup
 	$(PY) tools/make_demo_data.py --out $(DEMO_DATA) --skip-existing --datasets $(DINO_DEMO_DATASETS)
 	OMP_NUM_THREADS=1 FX_DATASETS=$(DEMO_DATA) $(PY) tools/train_net.py \
 		--config-file configs/demo/fx_demo_dino.yaml OUTPUT_DIR $(DEMO_DINO_OUT)
+
+# optional: headless Chromium for the tests that open the HTML pages (Debian / Ubuntu; sudo when
+# not root); without it those tests are skipped
+SUDO ?= $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+setup-browser:
+	$(SUDO) apt-get install -y chromium chromium-driver || \
+		($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium chromium-driver)
 
 lint: setup
 	$(PY) -m black --check fx_d2 tools tests benchmarks setup.py

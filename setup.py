@@ -24,6 +24,7 @@ setup(
         "numpy>=1.24",
         "pillow>=9.1",
         "pydicom>=2.4",
+        "highdicom>=0.23",  # DICOM SEG / SR outputs of tools/predict.py
         "pylibjpeg>=2.0",
         "pylibjpeg-openjpeg>=2.0",
         "pylibjpeg-libjpeg>=2.0",

@@ -153,6 +153,9 @@ def _add_model_config(cfg: CN) -> None:
     cfg.MODEL.FX.DATASETS = []
     # Optional per-dataset task override, entries "key:cls,loc" (default: the metadata's tasks).
     cfg.MODEL.FX.TASKS = []
+    # Heads run at inference for inputs without a "dataset_name" (Detectron2's DefaultPredictor):
+    # dataset keys; [] = the model's only dataset (an error naming this key when it has several).
+    cfg.MODEL.FX.PREDICT_DATASETS = []
     # Datasets whose metadata says cls_exclusive (RSNA's 3 classes) train with softmax
     # cross-entropy and predict softmax probabilities; False = BCE/sigmoid as the reference.
     cfg.MODEL.FX.CLS_EXCLUSIVE_SOFTMAX = False

@@ -11,11 +11,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "fx_d2")
 # subpackage -> fx_d2 subpackages it must not import (docs/architecture.md)
 FORBIDDEN = {
-    "utils": ("engine", "checkpoint", "inference", "testing"),
-    "data": ("modeling", "evaluation", "engine", "checkpoint", "inference", "testing"),
-    "modeling": ("evaluation", "engine", "checkpoint", "inference", "testing"),
-    "evaluation": ("modeling", "engine", "checkpoint", "inference", "testing"),
-    "checkpoint": ("evaluation", "engine", "inference", "testing"),
+    "utils": ("engine", "checkpoint", "model_zoo", "inference", "testing"),
+    "data": ("modeling", "evaluation", "engine", "checkpoint", "model_zoo", "inference", "testing"),
+    "modeling": ("evaluation", "engine", "checkpoint", "model_zoo", "inference", "testing"),
+    "evaluation": ("modeling", "engine", "checkpoint", "model_zoo", "inference", "testing"),
+    "checkpoint": ("evaluation", "engine", "model_zoo", "inference", "testing"),
+    "model_zoo": ("data", "modeling", "evaluation", "engine", "inference", "testing"),
     "inference": ("engine", "testing"),
     "engine": ("testing",),
 }

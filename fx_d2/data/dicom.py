@@ -109,6 +109,12 @@ def _int_attr(path: str, ds, keyword: str, default=None) -> int:
     return number
 
 
+def read_dicom_header(path: str, max_bytes: int = DEFAULT_MAX_BYTES):
+    """The pydicom dataset of a DICOM file without its pixel data (a deflated file is bounded
+    first); raises pydicom's or :class:`ImageReadError`."""
+    return _dcmread(path, max_bytes, stop_before_pixels=True)
+
+
 def dicom_size(path: str) -> Tuple[int, int]:
     """(Rows, Columns) of a DICOM file without reading its pixel data."""
     ds = _dcmread(path, stop_before_pixels=True)
@@ -237,8 +243,10 @@ def read_dicom(
     max_pixels: int,
     max_bytes: int = DEFAULT_MAX_BYTES,
     min_side: Optional[int] = None,
+    frame: Optional[int] = None,
 ) -> np.ndarray:
-    """Decode one DICOM radiograph to float32 (H, W) in [0, 1], brighter = denser.
+    """Decode one DICOM radiograph to float32 (H, W) in [0, 1], brighter = denser; ``frame``
+    selects a frame of a multi-frame file (which is refused when it is None).
 
     With ``min_side``, a JPEG 2000 or 8-bit JPEG frame is decoded at the smallest size the stream
     offers whose shorter side is still ``>= min_side`` (:mod:`.scaled_decode`); the intensity steps
@@ -252,14 +260,18 @@ def read_dicom(
     frames = _int_attr(path, ds, "NumberOfFrames", 1) or 1
     spp = _int_attr(path, ds, "SamplesPerPixel", 1)
     bits = _int_attr(path, ds, "BitsAllocated", 16)
-    if frames != 1:
+    if frames != 1 and frame is None:
         raise ImageReadError(path, f"multi-frame DICOM ({frames} frames); expected one radiograph")
+    if frames != 1:
+        if not 0 <= frame < frames:
+            raise ImageReadError(path, f"no frame {frame} in a {frames}-frame DICOM")
+        ds.pixel_array_options(index=frame)  # decode that frame only
     if spp not in (1, 3) or bits not in (1, 8, 16, 32, 64):
         raise ImageReadError(path, f"unsupported SamplesPerPixel {spp} / BitsAllocated {bits}")
     check_pixels(path, rows, cols, max_pixels, "DICOM ",
                  bytes_per_pixel=spp * max(bits, 8) / 8, max_bytes=max_bytes)  # fmt: skip
     _check_decodable(path, ds, rows, cols, spp, bits)
-    reduced = decode_dicom_scaled(ds, min_side) if min_side else None
+    reduced = decode_dicom_scaled(ds, min_side) if min_side and frames == 1 else None
     if reduced is None:
         return _stored_to_intensity(path, _decode_full(path, ds, rows, cols), ds)
     stored, grid = reduced

@@ -129,6 +129,7 @@ def read_image(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    frame: Optional[int] = None,
 ) -> np.ndarray:
     """Read a chest radiograph as float32 (H, W) in [0, 1], brighter = denser.
 
@@ -141,6 +142,7 @@ def read_image(
             Other formats, and a ``min_side`` above half the shorter side, give the full image.
         max_pixels: refuse files whose header declares more pixels than this.
         max_bytes: refuse files whose decoded pixel data would take more bytes than this.
+        frame: the frame of a multi-frame DICOM to read (None: such a file is refused).
 
     Raises:
         ImageReadError: missing, not a regular file, corrupt, truncated, unsupported, too large,
@@ -153,7 +155,7 @@ def read_image(
         if fmt == "dicom":
             from .dicom import read_dicom  # pydicom is imported lazily (slow import)
 
-            img = read_dicom(path, max_pixels, max_bytes, min_side)
+            img = read_dicom(path, max_pixels, max_bytes, min_side, frame)
         elif fmt == "png":
             img = _read_png(path, max_pixels, max_bytes)
         elif fmt in ("jpeg", "gif"):

@@ -1,6 +1,8 @@
-"""Using a trained FoundationX without training it: the predictor (weights, the test mapper's
-geometry, one forward per dataset's heads) and its outputs."""
+"""Using a trained FoundationX without training it: weights by name or file
+(``FXPredictor.from_pretrained``), the predictor (the test mapper's geometry, one forward per
+dataset's heads), named results, and the clinical outputs (per-image JSON, DICOM SEG / SR, HTML)."""
 
 from .predictor import FXPredictor, outputs_to_json
+from .results import Box, DatasetPrediction, dataset_prediction
 
-__all__ = ["FXPredictor", "outputs_to_json"]
+__all__ = ["FXPredictor", "outputs_to_json", "Box", "DatasetPrediction", "dataset_prediction"]

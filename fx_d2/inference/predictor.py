@@ -1,8 +1,9 @@
-"""Single-image inference with a FoundationX model: weights (student or EMA teacher), the test
-mapper's resize, and one forward per dataset's heads."""
+"""Inference with a FoundationX model: weights (student or EMA teacher), the test mapper's resize,
+one forward per dataset's heads, named results (:mod:`.results`) and the heads the weights did not
+train (:mod:`.trained_heads`)."""
 
 import logging
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -11,6 +12,11 @@ from detectron2.modeling import build_model
 from fx_d2.checkpoint.loading import load_checkpoint
 from fx_d2.checkpoint.model_weights import load_foundation_x_weights
 from fx_d2.data.mapper import FXDatasetMapper
+
+from .results import DatasetPrediction, dataset_prediction, outputs_to_json
+from .trained_heads import untrained_heads
+
+__all__ = ["FXPredictor", "outputs_to_json", "read_checkpoint", "teacher_state_dict"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,16 +62,29 @@ class FXPredictor:
         predictor = FXPredictor(cfg, "model_final.pth")
         outputs = predictor(read_image("cxr.dcm"), ["chexpert"])  # {"chexpert": {...}}
 
-    Each value is the model's inference output for that dataset: ``cls_probs`` Tensor[C],
-    ``instances`` and ``sem_seg`` (Cs, H, W) probabilities, all in the original image size.
+        predictor = FXPredictor.from_pretrained("foundation_x")        # or a file / URL
+        results = predictor.predict([read_image("cxr.dcm")])             # named, per dataset
+        results[0]["chexpert"].cls                                       # {"Atelectasis": 0.1..}
+
+    ``__call__`` returns each dataset's raw inference output: ``cls_probs`` Tensor[C],
+    ``instances`` and ``sem_seg`` (Cs, H, W) probabilities, all in the original image size;
+    :meth:`predict` names them (:class:`~fx_d2.inference.results.DatasetPrediction`).
     """
 
-    def __init__(self, cfg, weights: Optional[str] = None, teacher: bool = False):
+    def __init__(
+        self,
+        cfg,
+        weights: Optional[str] = None,
+        teacher: bool = False,
+        include_untrained: bool = False,
+    ):
         """
         Args:
             cfg: a config with ``add_fx_config`` keys (``MODEL.FX.DATASETS`` names the heads).
             weights: checkpoint path; None or "" keeps the random initialisation (tests only).
             teacher: load the EMA teacher of a training checkpoint instead of the student.
+            include_untrained: :meth:`predict` also runs heads the weights did not train
+                (:attr:`untrained`); by default they are reported and skipped.
 
         ``cfg.MODEL.FX.TRUST_PICKLE`` decides whether a weights file that needs unpickling is
         read (see :func:`fx_d2.checkpoint.loading.load_checkpoint`).
@@ -75,6 +94,11 @@ class FXPredictor:
                 the model.
         """
         self.cfg = cfg.clone()
+        self.include_untrained = include_untrained
+        self.tasks: Optional[Tuple[str, ...]] = None  # from_pretrained(tasks=...): the default
+        self.weights = None  # from_pretrained: the fx_d2.model_zoo.ResolvedWeights
+        # dataset key -> task -> why its head is untrained (empty without weights: random init)
+        self.untrained: Dict[str, Dict[str, str]] = {}
         self.model = build_model(self.cfg)
         self.model.eval()
         fx_input = self.cfg.INPUT.FX
@@ -104,15 +128,54 @@ class FXPredictor:
                     report["num_missing"],
                     report["missing_by_group"],
                 )
+            self.untrained = untrained_heads(self.model, report, self.cfg)
+            for key, tasks in self.untrained.items():
+                for task, why in tasks.items():
+                    logger.warning("%s %s head untrained: %s", key, task, why)
         elif teacher:
             raise ValueError("--teacher needs the weights of a training checkpoint")
         else:
             logger.warning("FXPredictor: no weights given; the model is randomly initialised")
 
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str,
+        device: str = "auto",
+        tasks: Optional[Sequence[str]] = None,
+        **kwargs,
+    ) -> "FXPredictor":
+        """A predictor for catalogue weights, a URL or a file, with the config they fit.
+
+        Args:
+            name_or_path: a ``fx_d2.model_zoo`` catalogue name (``tools/weights.py list``), an
+                ``https://`` / ``file://`` URL or a checkpoint file (converted once if needed).
+            device: ``"auto"`` (CUDA when present, else the CPU), ``"cpu"``, ``"cuda:1"``...
+            tasks: run only these of ``cls`` / ``loc`` / ``seg`` (default: every trained head).
+            kwargs: see :func:`fx_d2.inference.pretrained.pretrained_predictor` (``config_file``,
+                ``opts``, ``datasets``, ``include_untrained``, ``teacher``, ``trust_pickle``).
+
+        Raises:
+            fx_d2.model_zoo.WeightsNotAvailableError: a request-only file is not in the cache
+                (the message says where to ask for it and where to put it).
+        """
+        from .pretrained import pretrained_predictor
+
+        return pretrained_predictor(cls, name_or_path, device=device, tasks=tasks, **kwargs)
+
     @property
     def dataset_keys(self) -> List[str]:
         """Keys of the datasets the model has heads for, in config order."""
         return list(self.model.datasets)
+
+    def trained_tasks(self, key: str, tasks: Optional[Sequence[str]] = None) -> Tuple[str, ...]:
+        """The tasks of dataset ``key`` that :meth:`predict` runs: those in ``tasks`` (default
+        all) whose heads the weights trained (all with ``include_untrained``)."""
+        own = self.model.datasets[key].tasks
+        wanted = [t for t in own if tasks is None or t in tasks]
+        if self.include_untrained:
+            return tuple(wanted)
+        return tuple(t for t in wanted if t not in self.untrained.get(key, {}))
 
     def model_input(self, image: np.ndarray, key: str) -> Dict[str, Any]:
         """The test mapper's input for a gray [0, 1] (H, W) image: ``image`` (3, h, w) RGB 0..255
@@ -150,43 +213,46 @@ class FXPredictor:
         # One forward per dataset keeps memory bounded on large images.
         return {key: self.model([self.model_input(image, key)])[0] for key in keys}
 
+    @torch.no_grad()
+    def predict(
+        self,
+        images: Sequence[np.ndarray],
+        datasets: Optional[Sequence[str]] = None,
+        tasks: Optional[Sequence[str]] = None,
+        batch_size: int = 4,
+    ) -> List[Dict[str, DatasetPrediction]]:
+        """Named predictions for a list of images, ``batch_size`` images per forward.
 
-def outputs_to_json(
-    outputs: Mapping[str, Any],
-    cls_classes: Sequence[str] = (),
-    thing_classes: Sequence[str] = (),
-    seg_classes: Sequence[str] = (),
-    seg_thresh: float = 0.5,
-) -> Dict[str, Any]:
-    """JSON-ready form of one dataset's inference output.
+        Args:
+            images: float (H, W) arrays in [0, 1], brighter = denser (``read_image``).
+            datasets: whose heads to run (default: all of the model's).
+            tasks: restrict to these tasks (default: :attr:`tasks`, else every task with a
+                trained head).
 
-    Returns:
-        ``{"cls": {class: probability}, "boxes": [{"bbox": [x0, y0, x1, y1] (original pixels),
-        "score", "category_id", "category"}], "masks": {class: {"area": pixels, "rle": COCO RLE
-        with str counts}}}`` for the keys present; a mask is ``probability > seg_thresh``.
-    """
-    from pycocotools import mask as mask_util
-
-    def name(names: Sequence[str], index: int) -> str:
-        return names[index] if index < len(names) else str(index)
-
-    record: Dict[str, Any] = {}
-    if "cls_probs" in outputs:
-        probs = torch.as_tensor(outputs["cls_probs"]).float().cpu().tolist()
-        record["cls"] = {name(cls_classes, c): round(p, 6) for c, p in enumerate(probs)}
-    if "instances" in outputs:
-        inst = outputs["instances"].to("cpu")
-        boxes = inst.pred_boxes.tensor.tolist()
-        record["boxes"] = [
-            {"bbox": [round(v, 2) for v in box], "score": round(float(s), 6), "category_id": int(c),
-             "category": name(thing_classes, int(c))}  # fmt: skip
-            for box, s, c in zip(boxes, inst.scores.tolist(), inst.pred_classes.tolist())
-        ]
-    if "sem_seg" in outputs:
-        masks = (torch.as_tensor(outputs["sem_seg"]) > seg_thresh).cpu().numpy()
-        record["masks"] = {}
-        for c, mask in enumerate(masks):
-            rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
-            rle["counts"] = rle["counts"].decode("ascii")
-            record["masks"][name(seg_classes, c)] = {"area": int(mask.sum()), "rle": rle}
-    return record
+        Returns:
+            per image, dataset key -> :class:`DatasetPrediction` (classification probabilities
+            by class name, boxes with class names, mask probabilities by class name; the
+            untrained tasks under ``skipped``). A dataset none of whose heads runs is left out.
+        """
+        keys = self.dataset_keys if datasets is None else list(datasets)
+        unknown = [k for k in keys if k not in self.model.datasets]
+        if unknown:
+            raise KeyError(f"no heads for {unknown}; the model has {self.dataset_keys}")
+        tasks = self.tasks if tasks is None else tasks
+        thresh = float(self.cfg.TEST.FX.SEG_THRESH)
+        results: List[Dict[str, DatasetPrediction]] = [{} for _ in images]
+        for key in keys:
+            run = self.trained_tasks(key, tasks)
+            if not run:
+                continue
+            spec = self.model.datasets[key]
+            skipped = {t: w for t, w in self.untrained.get(key, {}).items() if t not in run}
+            for start in range(0, len(images), max(1, batch_size)):
+                batch = images[start : start + max(1, batch_size)]
+                inputs = [dict(self.model_input(img, key), tasks=run) for img in batch]
+                for i, out in enumerate(self.model(inputs), start):
+                    results[i][key] = dataset_prediction(
+                        key, out, spec.cls_classes, spec.thing_classes, spec.seg_classes,
+                        thresh, skipped,
+                    )  # fmt: skip
+        return results

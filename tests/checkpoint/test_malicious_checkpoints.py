@@ -117,7 +117,7 @@ def tiny_metadata():
 
 
 @pytest.mark.parametrize("teacher", [False, True])
-def test_predictor_library_and_cli(tmp_path, marker, tiny_metadata, teacher):
+def test_predictor_library_and_cli(tmp_path, marker, tiny_metadata, teacher, capsys):
     weights = plant(tmp_path / "model_0000099.pth", marker)
     with pytest.raises(CheckpointLoadError, match="model_0000099.pth"):
         FXPredictor(tiny_cfg([TINY]), weights, teacher=teacher)
@@ -135,8 +135,9 @@ def test_predictor_library_and_cli(tmp_path, marker, tiny_metadata, teacher):
         f"['{TINY}']",
     ]
     argv[4:4] = ["--teacher"] if teacher else []  # fmt: skip
-    with pytest.raises(CheckpointLoadError, match="model_0000099.pth"):
-        _tool("predict.py").main(argv)
+    assert _tool("predict.py").main(argv) == 2  # refused with the reason, nothing unpickled
+    err = capsys.readouterr().err
+    assert "model_0000099.pth" in err and "--trust-pickle" in err
 
 
 def test_eval_only_teacher_and_load_foundation_x_weights(tmp_path, marker, tiny_metadata):

@@ -1,6 +1,7 @@
 """tools/predict.py and FXPredictor end to end on a tiny randomly initialised FoundationX (CPU):
 files, folders, extension-less DICOM, JSON + PNG outputs, --dataset, --teacher weights."""
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -14,6 +15,7 @@ from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+import fx_d2
 from fx_d2.inference.predictor import FXPredictor, teacher_state_dict
 from fx_d2.testing.model import TINY_CONFIG, synthetic_metadata, tiny_cfg
 
@@ -122,9 +124,21 @@ def test_predict_tool_end_to_end(tmp_path, predict_tool, capsys):
     assert predict_tool.main(_argv(tmp_path, out, inputs)) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["images"] == 2
     index = json.loads((out / "index.json").read_text())
-    assert len(index) == 2
+    assert [i["status"] for i in index["images"]] == ["ok", "ok"]
     record = json.loads((out / "patient1__1.2.840.99.json").read_text())
-    assert (record["height"], record["width"], record["model"]) == (72, 88, "student")
+    assert record["schema_version"] == 1 and record["tool"]["version"] == fx_d2.__version__
+    assert (record["input"]["height"], record["input"]["width"]) == (72, 88)
+    assert record["weights"]["model"] == "student" and record["weights"]["format"] == "fx_d2"
+    assert (
+        record["weights"]["sha256"]
+        == hashlib.sha256((tmp_path / "model_0000099.pth").read_bytes()).hexdigest()
+    )
+    assert record["thresholds"] == {"seg": 0.5, "box_score_min": 0.05, "box_reported": 0.5}
+    assert record["input"]["dicom"]["Modality"] == "CR"
+    assert (
+        record["input"]["dicom"]["SOPInstanceUID"]
+        == pydicom.dcmread(str(folder / "1.2.840.99")).SOPInstanceUID
+    )
     assert set(record["datasets"]) == {FULL, CLS}
     full = record["datasets"][FULL]
     assert set(full["cls"]) == {"Nodule", "Effusion"} and set(full["masks"]) == {"Lung"}
@@ -142,6 +156,8 @@ def test_predict_tool_end_to_end(tmp_path, predict_tool, capsys):
     argv = _argv(tmp_path, out2, ["--teacher", "--dataset", CLS] + inputs)
     assert predict_tool.main(argv) == 1
     record = json.loads((out2 / "a.json").read_text())
-    assert record["model"] == "teacher" and set(record["datasets"]) == {CLS}
+    assert record["weights"]["model"] == "teacher" and set(record["datasets"]) == {CLS}
     assert record["datasets"][CLS]["cls"]["Tuberculosis"] > 0.999
     assert not (out2 / "broken.json").exists()
+    failed = json.loads((out2 / "index.json").read_text())["images"][0]
+    assert failed["status"] == "failed" and "broken.png" in failed["file"] and failed["reason"]

@@ -26,6 +26,7 @@ from ..lock import frozen
 from ..pixel_norm import PixelNormalizer, inference_passes, task_pixel_norm_from_cfg
 from ..teacher import consistency_loss, unwrap_model
 from .dataset_specs import batch_stage, dataset_specs_from_cfg, requested_tasks
+from .default_datasets import check_predict_datasets, predict_with_defaults
 
 __all__ = ["FoundationX"]
 
@@ -49,6 +50,7 @@ class FoundationX(nn.Module):
         modules: Mapping[str, Optional[nn.Module]],
         pixel_mean: Sequence[float],
         pixel_std: Sequence[float],
+        predict_datasets: Sequence[str] = (),
         consistency_weight: float = 0.5,
         consistency_when_locked: bool = False,
         task_pixel_norm: Optional[Mapping[str, Tuple[Sequence[float], Sequence[float]]]] = None,
@@ -61,6 +63,8 @@ class FoundationX(nn.Module):
             branches: one TaskBranch per task, in task order.
             modules: every branch's modules by attribute name (``cls_heads``, ``loc_encoder``,
                 ...), registered in the branches' order.
+            predict_datasets: heads run for inputs without ``dataset_name`` at inference
+                (``MODEL.FX.PREDICT_DATASETS``; see ``default_datasets``).
             pixel_mean, pixel_std: per-channel RGB normalisation of the 0..255 input.
             consistency_weight: c in ``(1-c)*task + c*consistency`` when a teacher is attached.
             consistency_when_locked: also compute the (gradient-free) consistency under lock.
@@ -75,6 +79,8 @@ class FoundationX(nn.Module):
             raise ValueError(f"MODEL.FX.CONSISTENCY_WEIGHT must be in [0, 1]: {consistency_weight}")
         self.backbone = backbone
         self.datasets: Dict[str, DatasetSpec] = {s.key: s for s in datasets}
+        check_predict_datasets(predict_datasets, list(self.datasets))
+        self.predict_datasets = tuple(predict_datasets)
         self.branches: "OrderedDict[str, TaskBranch]" = OrderedDict((b.task, b) for b in branches)
         for branch in branches:
             for name in branch.module_names:
@@ -115,6 +121,7 @@ class FoundationX(nn.Module):
             datasets=specs,
             branches=branches,
             modules=modules,
+            predict_datasets=tuple(cfg.MODEL.FX.PREDICT_DATASETS),
             pixel_mean=list(cfg.MODEL.PIXEL_MEAN),
             pixel_std=list(cfg.MODEL.PIXEL_STD),
             consistency_weight=cfg.MODEL.FX.CONSISTENCY_WEIGHT,
@@ -198,10 +205,14 @@ class FoundationX(nn.Module):
             training: the loss dict of the batch's single (dataset, task) (the branch's keys,
             e.g. ``loss_cls``), plus ``loss_consistency`` with a teacher attached and c > 0,
             already weighted so that ``sum = (1-c)*task + c*consistency``.
-            inference: see :meth:`inference`.
+            inference: see :meth:`inference`; an input without ``dataset_name`` is predicted
+            with the heads of ``MODEL.FX.PREDICT_DATASETS`` (see ``default_datasets``).
         """
         if not self.training:
-            return self.inference(batched_inputs)
+            keys = list(self.datasets)
+            return predict_with_defaults(
+                self.inference, batched_inputs, keys, self.predict_datasets
+            )
         key, task = batch_stage(self.datasets, batched_inputs)
         branch = self.branches[task]
         images = self.preprocess_image(batched_inputs, task)
