@@ -325,7 +325,8 @@ def _add_solver_config(cfg: CN) -> None:
     cfg.SOLVER.FX.FEW_SHOT_N = 0
     # Iterations between training-metric log lines / JSON / TensorBoard writes.
     cfg.SOLVER.FX.LOG_PERIOD = 20
-    # At the end of training, overlays of this many test images per dataset (0 = none).
+    # After each evaluation, overlays (ground truth | student | teacher) of the first this many
+    # images of each test set, from the evaluation's own predictions (0 = none).
     cfg.SOLVER.FX.NUM_OVERLAYS = 3
     # END SOLVER KEYS
 
