@@ -8,7 +8,9 @@ DEMO_DATA ?= demo_data
 DEMO_OUT ?= output/demo
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup test demo lint bench clean-venv
+DEMO_FINETUNE_OUT ?= output/demo-finetune
+
+.PHONY: setup setup-browser test demo demo-finetune lint bench clean-venv
 
 setup: $(STAMP)
 
@@ -27,6 +29,19 @@ demo: setup
 	$(PY) tools/make_demo_data.py --out $(DEMO_DATA) --skip-existing
 	FX_DATASETS=$(DEMO_DATA) $(PY) tools/train_net.py --config-file configs/demo/fx_demo.yaml \
 		OUTPUT_DIR $(DEMO_OUT)
+
+# after `make demo`: fine-tune its pretrained weights on the demo's target datasets, from scratch
+# vs pretrained (head-only, full), N = 2, 5, 10, all training images (tools/demo_finetune.py)
+demo-finetune: setup
+	FX_DATASETS=$(DEMO_DATA) $(PY) tools/demo_finetune.py --pretrained $(DEMO_OUT) \
+		--out $(DEMO_FINETUNE_OUT)
+
+# optional: headless Chromium for the tests that open the HTML pages (Debian / Ubuntu; sudo when
+# not root); without it those tests are skipped
+SUDO ?= $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+setup-browser:
+	$(SUDO) apt-get install -y chromium chromium-driver || \
+		($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium chromium-driver)
 
 lint: setup
 	$(PY) -m black --check fx_d2 tools tests benchmarks setup.py

@@ -350,4 +350,7 @@ def _add_test_config(cfg: CN) -> None:
     cfg.TEST.FX.FAST_COCOEVAL = True
     # Also evaluate the EMA teacher at each evaluation (results under "teacher" next to "student").
     cfg.TEST.FX.EVAL_TEACHER = True
+    # After each evaluation in training, write the overlays, metric_curves.png and report.html
+    # (False: results files only, e.g. for many short fine-tuning runs).
+    cfg.TEST.FX.WRITE_REPORT = True
     # END TEST KEYS

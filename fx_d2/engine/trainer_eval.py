@@ -41,7 +41,7 @@ class TrainerEvalMixin:
             self.eval_models(), cycle=cycle, iteration=done, final=final
         )
         self.progress.record_eval(time.perf_counter() - start)
-        if comm.is_main_process():
+        if comm.is_main_process() and self.cfg.TEST.FX.WRITE_REPORT:
             try:
                 self.write_reports(flat, eval_label(cycle, done, final))
             except Exception:  # a drawing problem must not end a long run

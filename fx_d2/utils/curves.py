@@ -89,6 +89,19 @@ def plot_metric_curves(
     Raises:
         ValueError: the history holds none of the requested metrics.
     """
+    figure = metric_figure(history, metrics, models, title)
+    os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
+    figure.savefig(out_path, bbox_inches="tight")
+    return out_path
+
+
+def metric_figure(
+    history: Sequence[Mapping[str, float]],
+    metrics: Optional[Mapping[str, str]] = None,
+    models: Sequence[str] = ("student", "teacher"),
+    title: Optional[str] = None,
+) -> Figure:
+    """The matplotlib ``Figure`` that :func:`plot_metric_curves` saves (same arguments)."""
     metrics = dict(metrics or HEADLINE_METRICS)
     # series[task][dataset][model] = (x, y)
     series: Dict[str, Dict[str, Dict[str, tuple]]] = {}
@@ -160,9 +173,7 @@ def plot_metric_curves(
     if title:
         figure.suptitle(title)
     figure.tight_layout()
-    os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
-    figure.savefig(out_path, bbox_inches="tight")
-    return out_path
+    return figure
 
 
 def _x_positions(history: Sequence[Mapping[str, float]]) -> List[float]:

@@ -216,9 +216,12 @@ def draw_fx_ground_truth(
 
 
 def legend_entries(
-    metadata: Union[Metadata, str], tasks: Sequence[str] = ("loc", "seg")
+    metadata: Union[Metadata, str],
+    tasks: Sequence[str] = ("loc", "seg"),
+    only: Optional[Sequence[int]] = None,
 ) -> List[Tuple[str, Color]]:
-    """``(class name, colour)`` of the box classes (``loc``) and mask classes (``seg``)."""
+    """``(class name, colour)`` of the box classes (``loc``) and mask classes (``seg``);
+    ``only``: just these ``thing_classes`` indices (e.g. the classes an image has)."""
     metadata = _metadata(metadata)
     things = list(metadata.get("thing_classes", []) or [])
     names: List[str] = []
@@ -226,7 +229,10 @@ def legend_entries(
         names += things
     if "seg" in tasks:
         names += [n for n in metadata.get("seg_classes", []) or [] if n not in names]
-    return [(n, class_color(things.index(n) if n in things else i)) for i, n in enumerate(names)]
+    entries = [(n, things.index(n) if n in things else i) for i, n in enumerate(names)]
+    if only is not None:
+        entries = [(n, c) for n, c in entries if c in set(only)]
+    return [(n, class_color(c)) for n, c in entries]
 
 
 def compose_panels(
