@@ -325,8 +325,9 @@ def _add_solver_config(cfg: CN) -> None:
     cfg.SOLVER.FX.FEW_SHOT_N = 0
     # Iterations between training-metric log lines / JSON / TensorBoard writes.
     cfg.SOLVER.FX.LOG_PERIOD = 20
-    # After each evaluation, overlays (ground truth | student | teacher) of the first this many
-    # images of each test set, from the evaluation's own predictions (0 = none).
+    # Overlays (ground truth | student | teacher) of the first this many images of each test set,
+    # from the evaluation's own predictions, at the final evaluation; the earlier evaluations
+    # draw the first image of each (0 = none).
     cfg.SOLVER.FX.NUM_OVERLAYS = 3
     # END SOLVER KEYS
 

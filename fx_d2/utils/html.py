@@ -141,4 +141,7 @@ def write_page(path: str, document: str) -> str:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_open(path, "w") as f:
         f.write(document)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)  # readable like any other output (the temp file was 0600)
     return path
