@@ -34,7 +34,7 @@ demo: setup
 # vs pretrained (head-only, full), N = 2, 5, 10, all training images (tools/demo_finetune.py)
 demo-finetune: setup
 	FX_DATASETS=$(DEMO_DATA) $(PY) tools/demo_finetune.py --pretrained $(DEMO_OUT) \
-		--out $(DEMO_FINETUNE_OUT)
+		--out $(DEMO_FINETUNE_OUT) --jobs 2
 
 # optional: headless Chromium for the tests that open the HTML pages (Debian / Ubuntu; sudo when
 # not root); without it those tests are skipped

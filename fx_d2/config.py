@@ -296,6 +296,8 @@ def _add_solver_config(cfg: CN) -> None:
     # LR of the classification heads = BASE_LR x this (reference 0.1: its cls heads sat in the
     # backbone group).
     cfg.SOLVER.FX.CLS_HEAD_LR_FACTOR = 1.0
+    # LR of the per-dataset loc decoders and seg heads = BASE_LR x this (a fine-tune's new heads).
+    cfg.SOLVER.FX.DATASET_HEAD_LR_FACTOR = 1.0
     # True: no weight decay for norms, biases and relative_position_bias_table (Swin/M2F practice);
     # False: WEIGHT_DECAY on every parameter (reference).
     cfg.SOLVER.FX.NO_DECAY_NORM_BIAS = False

@@ -60,7 +60,8 @@ def transfer_config(
         target_config / mode_config: YAML files merged in this order.
         mode: ``scratch`` (``weights`` ignored), ``head`` or ``full``.
         n: ``SOLVER.FX.FEW_SHOT_N`` (0 = all images).
-        opts: extra ``KEY VALUE`` overrides, merged last.
+        opts: extra ``KEY VALUE`` overrides, merged after the mode config and before the
+            ``head`` mode moves the release budget into the lock phases.
     """
     from detectron2.config import get_cfg
 
@@ -73,10 +74,11 @@ def transfer_config(
     cfg.merge_from_file(mode_config)
     cfg.merge_from_list(["SOLVER.FX.FEW_SHOT_N", int(n), "OUTPUT_DIR", output_dir])
     cfg.MODEL.WEIGHTS = "" if mode == "scratch" else weights
+    # overrides first, so that a budget given there moves into the lock phases of "head" too
+    cfg.merge_from_list(list(opts))
     if mode == "head":  # the same budget as lock phases: only the target's head learns
         for node in per_task(cfg.SOLVER.LOCK_RELEASE).values():
             node.LOCK_LENGTH, node.RELEASE_LENGTH = node.LOCK_LENGTH + node.RELEASE_LENGTH, 0.0
-    cfg.merge_from_list(list(opts))
     cfg.freeze()
     return cfg
 
@@ -118,6 +120,10 @@ def _worker_init(threads: int, level: int) -> None:
     logging.getLogger("fx_d2").setLevel(level)
     logging.getLogger("d2").setLevel(level)
     logging.getLogger("fvcore").setLevel(level)
+    # expected in every transfer run, and long: the pretraining's heads the target does not use,
+    # the target's new heads, SOLVER.STEPS beyond a short run
+    logging.getLogger("fvcore.common.checkpoint").setLevel(max(level, logging.ERROR))
+    logging.getLogger("detectron2.solver.build").setLevel(max(level, logging.ERROR))
 
 
 def _run_job(job: Tuple) -> Tuple[str, str, Dict[str, float], float]:

@@ -60,6 +60,11 @@ def test_modes_configure_lock_release_lr_and_weights(configs):
     assert head.SOLVER.LOCK_RELEASE.SEG.LOCK_LENGTH == 4.0
     assert head.SOLVER.LOCK_RELEASE.SEG.RELEASE_LENGTH == 0.0 and head.MODEL.WEIGHTS == "w.pth"
     assert head.SOLVER.FX.FEW_SHOT_N == 2 and head.SOLVER.BASE_LR == 0.02
+    # a budget given as an override is the lock budget of a head-only run too
+    opts = ["SOLVER.LOCK_RELEASE.SEG.RELEASE_LENGTH", 7.0]
+    head = transfer_config(*args, str(configs / "mode_head.yaml"), "head", 2, "w", "o", opts)
+    assert head.SOLVER.LOCK_RELEASE.SEG.LOCK_LENGTH == 7.0
+    assert head.SOLVER.LOCK_RELEASE.SEG.RELEASE_LENGTH == 0.0
     scratch = transfer_config(*args, str(configs / "mode_scratch.yaml"), "scratch", 0, "w", "o")
     assert scratch.MODEL.WEIGHTS == "" and scratch.SOLVER.LOCK_RELEASE.SEG.LOCK_LENGTH == 0.0
     with pytest.raises(ValueError, match="unknown transfer mode"):
