@@ -97,9 +97,13 @@ def _headline(output_dir: str) -> Dict[str, float]:
 
 def run_finetune(cfg, trainer_cls=None, keep_checkpoints: bool = False) -> Dict[str, float]:
     """Train one run in this process and return its headline metrics (checkpoints removed
-    unless ``keep_checkpoints``)."""
+    unless ``keep_checkpoints``). Every RNG is seeded from ``cfg.SEED`` first, as
+    ``tools/train_net.py`` does: the new heads start alike in every mode and a rerun repeats."""
+    from detectron2.utils.env import seed_all_rng
+
     if trainer_cls is None:
         from .trainer import LockReleaseTrainer as trainer_cls
+    seed_all_rng(None if cfg.SEED < 0 else cfg.SEED)
     trainer = trainer_cls(cfg)
     trainer.resume_or_load(resume=False)
     trainer.train()

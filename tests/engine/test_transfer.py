@@ -9,6 +9,7 @@ import torch
 
 from fx_d2.engine.transfer import (
     format_transfer_table,
+    run_finetune,
     run_key,
     run_transfer,
     transfer_config,
@@ -105,6 +106,17 @@ def test_transfer_runs_table_json_and_page(configs, pretrained, tmp_path):
     text = open(html).read()
     assert "pretrained, head-only" in text and "data:image/png;base64" in text
     assert os.path.isfile(tmp_path / "transfer.png")
+
+
+def test_a_run_is_seeded_and_repeats(configs, pretrained, tmp_path):
+    """run_finetune seeds every RNG from cfg.SEED (as train_net does): same config, same
+    result, however much of the RNGs ran before."""
+    args = (str(configs / "toy.yaml"), str(configs / "mode_full.yaml"), "full", 2, pretrained)
+    first = run_finetune(transfer_config(*args, str(tmp_path / "a")), SyntheticLockReleaseTrainer)
+    torch.rand(100)  # an RNG state the first run did not see
+    second = run_finetune(transfer_config(*args, str(tmp_path / "b")), SyntheticLockReleaseTrainer)
+    assert first == second and set(first) == {"AUC", "Dice"}
+    assert not any(name.endswith(".pth") for name in os.listdir(tmp_path / "a"))
 
 
 def test_missing_pretrained_weights_is_a_clear_error(configs, tmp_path):
