@@ -6,11 +6,12 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.fx_d2_setup_done
 DEMO_DATA ?= demo_data
 DEMO_OUT ?= output/demo
+DEMO_DINO_OUT ?= output/demo_dino
+DINO_DEMO_DATASETS := tbx11k,node21,candid_ptx,rsna_pneumonia,chestx_det,siim_acr
+DEMO_FINETUNE_OUT ?= output/demo-finetune
 PYTEST_WORKERS ?= 2
 
-DEMO_FINETUNE_OUT ?= output/demo-finetune
-
-.PHONY: setup setup-browser test demo demo-finetune lint bench clean-venv
+.PHONY: setup setup-browser test demo demo-dino demo-finetune lint bench bench-gpu clean-venv
 
 setup: $(STAMP)
 
@@ -43,6 +44,13 @@ setup-browser:
 	$(SUDO) apt-get install -y chromium chromium-driver || \
 		($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium chromium-driver)
 
+# Foundation X's DINO localization on the 6 localization datasets of the demo replica; one thread:
+# its many small ops run faster on one core than on two that wait for each other
+demo-dino: setup
+	$(PY) tools/make_demo_data.py --out $(DEMO_DATA) --skip-existing --datasets $(DINO_DEMO_DATASETS)
+	OMP_NUM_THREADS=1 FX_DATASETS=$(DEMO_DATA) $(PY) tools/train_net.py \
+		--config-file configs/demo/fx_demo_dino.yaml OUTPUT_DIR $(DEMO_DINO_OUT)
+
 lint: setup
 	$(PY) -m black --check fx_d2 tools tests benchmarks setup.py
 	$(PY) -m isort --check-only fx_d2 tools tests benchmarks setup.py
@@ -53,6 +61,10 @@ bench: setup
 	$(PY) benchmarks/data.py
 	$(PY) benchmarks/model.py
 	$(PY) benchmarks/train.py
+	$(PY) benchmarks/dino.py
+
+bench-gpu: setup  # one CUDA device, ~3-4 minutes; the report also goes to output/gpu_bench.json
+	$(PY) benchmarks/gpu.py --out output/gpu_bench.json
 
 clean-venv:
 	rm -rf $(VENV)

@@ -9,6 +9,8 @@ from typing import Any, Dict, Iterable, List
 
 from detectron2.config import CfgNode as CN
 
+from .config_decoders import add_decoder_config
+
 __all__ = ["add_fx_config", "import_config_modules", "per_task", "FXCfgNode", "RENAMED_KEYS"]
 
 # old key -> new key
@@ -105,6 +107,7 @@ def add_fx_config(cfg: CN) -> CN:
         object.__setattr__(cfg, "__class__", FXCfgNode)  # yacs refuses attribute types
     _add_swin_config(cfg)
     _add_model_config(cfg)
+    add_decoder_config(cfg)
     _add_data_config(cfg)
     _add_solver_config(cfg)
     _add_test_config(cfg)
@@ -142,7 +145,6 @@ def _add_swin_config(cfg: CN) -> None:
 def _add_model_config(cfg: CN) -> None:
     # ---- FoundationX meta-architecture (fx_d2/modeling) ----
     cfg.MODEL.FX = CN()
-    # BEGIN MODEL KEYS
     # Python modules imported before the model is built (e.g. ["my_lab.fx_parts"]): a user's own
     # heads / decoders / dataset sources registered with fx_d2's registries, selected by name.
     cfg.MODEL.FX.IMPORTS = []
@@ -154,6 +156,9 @@ def _add_model_config(cfg: CN) -> None:
     # Datasets whose metadata says cls_exclusive (RSNA's 3 classes) train with softmax
     # cross-entropy and predict softmax probabilities; False = BCE/sigmoid as the reference.
     cfg.MODEL.FX.CLS_EXCLUSIVE_SOFTMAX = False
+    # Softmax probabilities (and so AUC) for cls_exclusive datasets at inference even when they
+    # train with BCE: the reference's RSNA evaluation. Implied by CLS_EXCLUSIVE_SOFTMAX.
+    cfg.MODEL.FX.CLS_EXCLUSIVE_EVAL_SOFTMAX = False
     # Classification feature from the final-norm last-stage tokens: "mean" (reference) or "max"
     # (a small finding is not averaged away; the demo uses it).
     cfg.MODEL.FX.CLS_POOLING = "mean"
@@ -167,30 +172,15 @@ def _add_model_config(cfg: CN) -> None:
     cfg.MODEL.FX.CLS_HEAD.NAME = "linear"
     # Localization: the shared encoder + per-dataset decoder pair, a LOC_DECODER_REGISTRY name:
     # "rcnn" (FPN + Faster R-CNN per dataset; options in MODEL.FX.RCNN and Detectron2's
-    # MODEL.RPN / ROI_HEADS / ROI_BOX_HEAD / ANCHOR_GENERATOR).
+    # MODEL.RPN / ROI_HEADS / ROI_BOX_HEAD / ANCHOR_GENERATOR) or "dino" (Foundation X's DINO,
+    # options in MODEL.FX.DINO).
     cfg.MODEL.FX.LOC_DECODER = CN()
     cfg.MODEL.FX.LOC_DECODER.NAME = "rcnn"
     # Backbone levels (per-level LayerNorm applied) fed to the localization encoder.
     cfg.MODEL.FX.LOC_DECODER.IN_FEATURES = ["res2", "res3", "res4", "res5"]
-    cfg.MODEL.FX.RCNN = CN()
-    # Channels of the shared FPN levels p2..p6.
-    cfg.MODEL.FX.RCNN.FPN_CHANNELS = 256
-    # Norm of the FPN convolutions: "" (none, Detectron2's default), "GN", "BN", "SyncBN".
-    cfg.MODEL.FX.RCNN.FPN_NORM = ""
     # Shared segmentation decoder, a SEG_DECODER_REGISTRY name: "upernet" (MODEL.FX.UPERNET).
     cfg.MODEL.FX.SEG_DECODER = CN()
     cfg.MODEL.FX.SEG_DECODER.NAME = "upernet"
-    cfg.MODEL.FX.UPERNET = CN()
-    # UperNet output channels (fpn_ch; reference 128).
-    cfg.MODEL.FX.UPERNET.CHANNELS = 128
-    # Channels of each PPM branch; 0 = last-stage channels // len(bins) (reference 1024 -> 256).
-    cfg.MODEL.FX.UPERNET.PPM_CHANNELS = 0
-    # PPM adaptive-pool output sizes (reference 1, 2, 4, 6; PSPNet's classic is 1, 2, 3, 6).
-    cfg.MODEL.FX.UPERNET.PPM_BINS = [1, 2, 4, 6]
-    # Dropout2d after the PPM bottleneck (reference 0.1).
-    cfg.MODEL.FX.UPERNET.PPM_DROPOUT = 0.1
-    # Norm: "GN" (batch-size independent, default), "BN" (reference) or "SyncBN".
-    cfg.MODEL.FX.UPERNET.NORM = "GN"
     # Soft Dice: "batch" = one Dice over the flattened batch and channels (reference),
     # "channel" = Dice per channel, averaged over channels.
     cfg.MODEL.FX.SEG_DICE_MODE = "batch"
@@ -201,7 +191,17 @@ def _add_model_config(cfg: CN) -> None:
     # Under lock the student features of the consistency loss carry no gradient; False skips the
     # teacher forward there and logs loss_consistency = 0, True computes it anyway.
     cfg.MODEL.FX.CONSISTENCY_WHEN_LOCKED = False
-    # END MODEL KEYS
+    # Fully unpickle checkpoint files that torch.load(weights_only=True) refuses (.pkl model-zoo
+    # files, objects beyond tensors): this runs code the file names, so only for trusted files.
+    cfg.MODEL.FX.TRUST_PICKLE = False
+    # torch.compile the backbone's stages for training steps (train mode; locked phases, the
+    # teacher and inference stay eager). Pays off for fixed-size inputs (RESIZE_MODE "square").
+    cfg.MODEL.FX.COMPILE = False
+    # torch.compile backend: "inductor" (generates GPU/CPU kernels), "aot_eager" (tracing only).
+    cfg.MODEL.FX.COMPILE_BACKEND = "inductor"
+    # Tasks whose consistency features are compared without L2 normalisation over channels
+    # (the reference: ["cls", "loc"]; its seg features are normalised); [] = all normalised.
+    cfg.MODEL.FX.CONSISTENCY_RAW_TASKS = []
 
 
 def _add_data_config(cfg: CN) -> None:
@@ -217,6 +217,11 @@ def _add_data_config(cfg: CN) -> None:
     cfg.INPUT.FX.RESIZE_MODE = "square"
     cfg.INPUT.FX.SIZE = 224
     cfg.INPUT.FX.MAX_SIZE = 0
+    # Input normalisation (applied by the model): "imagenet" = MODEL.PIXEL_MEAN / PIXEL_STD for
+    # every task; "reference" = Foundation X's per task (cls mean .5056 / std .252 on [0, 1], loc
+    # ImageNet on [0, 1], seg its own formula; docs/method.md §7.1), needed to reproduce the
+    # official weights' outputs; inference then runs the backbone once per task.
+    cfg.INPUT.FX.PIXEL_NORM = "imagenet"
     # Training augmentation (0 = off). FLIP: horizontal-flip probability; skipped for datasets
     # with left/right classes unless their metadata has "flip_pairs". ROTATION: max |degrees|.
     # BRIGHTNESS_CONTRAST: x * (1 + U(-b, b)) + U(-b, b) on the [0, 1] image.

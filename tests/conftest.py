@@ -3,11 +3,14 @@ built once per session.
 
 ``demo_root`` builds every registered demo writer's dataset once into a temporary folder shared by
 all pytest-xdist workers (a file lock makes the first worker build it and the others wait).
-``demo_datasets`` additionally points ``$FX_DATASETS`` at it for one test.
+``demo_datasets`` additionally points ``$FX_DATASETS`` at it for one test. ``no_hang(seconds)``
+turns a call that blocks (a FIFO read, an endless loop) into a ``TimeoutError`` (fuzz tests).
 """
 
+import contextlib
 import os
 import random
+import signal
 
 import numpy as np
 import pytest
@@ -48,3 +51,23 @@ def demo_datasets(demo_root, monkeypatch) -> str:
     """``$FX_DATASETS`` set to the demo replica for the duration of one test."""
     monkeypatch.setenv("FX_DATASETS", demo_root)
     return demo_root
+
+
+@contextlib.contextmanager
+def _alarm(seconds: int):
+    def hang(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s (a hang)")
+
+    old = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.fixture(scope="session")
+def no_hang():
+    """``with no_hang(10): ...`` raises TimeoutError if the block runs longer (main thread)."""
+    return _alarm

@@ -11,11 +11,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "fx_d2")
 # subpackage -> fx_d2 subpackages it must not import (docs/architecture.md)
 FORBIDDEN = {
-    "utils": ("engine", "checkpoint", "testing"),
-    "data": ("modeling", "evaluation", "engine", "checkpoint", "testing"),
-    "modeling": ("evaluation", "engine", "checkpoint", "testing"),
-    "evaluation": ("modeling", "engine", "checkpoint", "testing"),
-    "checkpoint": ("engine", "testing"),
+    "utils": ("engine", "checkpoint", "inference", "testing"),
+    "data": ("modeling", "evaluation", "engine", "checkpoint", "inference", "testing"),
+    "modeling": ("evaluation", "engine", "checkpoint", "inference", "testing"),
+    "evaluation": ("modeling", "engine", "checkpoint", "inference", "testing"),
+    "checkpoint": ("evaluation", "engine", "inference", "testing"),
+    "inference": ("engine", "testing"),
     "engine": ("testing",),
 }
 CITATION = re.compile(r"\b([\w./-]+\.md)\b")
@@ -107,6 +108,12 @@ def test_layers_import_only_downward(graph):
             if target in FORBIDDEN.get(layer, ()):
                 bad.append(f"{module} -> {dep}")
     assert not bad, "imports against docs/architecture.md:\n" + "\n".join(sorted(bad))
+
+
+def test_safe_checkpoint_loading_is_a_leaf(graph):
+    # every loading path goes through it; it must not pull in (and run) anything else of fx_d2
+    assert graph["fx_d2.checkpoint.loading"] == set()
+    assert graph["fx_d2.checkpoint"] == {"fx_d2.checkpoint.loading"}
 
 
 def test_files_stay_small():

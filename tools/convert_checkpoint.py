@@ -9,7 +9,8 @@ Examples::
 
 Prints a JSON report (format, inferred architecture, dropped / missing / unexpected keys with
 counts) and exits with status 1, writing nothing, when the Swin trunk is partial (unless
-``--allow-partial``) or the input cannot be read.
+``--allow-partial``) or the input cannot be read. Inputs are read without running any code from
+them: a pickle-only input is refused unless ``--trust-pickle``.
 """
 
 import argparse
@@ -36,6 +37,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--use-student", action="store_true", help="Foundation X: 'model' not 'teacher_model'"
     )
     parser.add_argument("--trunk-only", action="store_true", help="drop FoundationX heads")
+    parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="unpickle an input that torch.load(weights_only=True) refuses; this RUNS code the "
+        "file names: only for files whose origin you trust",
+    )
     return parser.parse_args(argv)
 
 
@@ -52,6 +59,7 @@ def main(argv=None) -> int:
             allow_partial=args.allow_partial,
             use_student=args.use_student,
             trunk_only=args.trunk_only,
+            trust_pickle=args.trust_pickle,
         )
     except CheckpointConversionError as err:
         print(f"error: {err}", file=sys.stderr)

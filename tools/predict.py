@@ -30,7 +30,7 @@ import fx_d2  # noqa: F401  registers the sources, backbone and meta-architectur
 from fx_d2.config import add_fx_config
 from fx_d2.data.catalog import metadata_name
 from fx_d2.data.io import ImageReadError, detect_format, read_image
-from fx_d2.utils.predictor import FXPredictor, outputs_to_json
+from fx_d2.inference.predictor import FXPredictor, outputs_to_json
 from fx_d2.utils.visualize import draw_fx_predictions
 
 logger = logging.getLogger("fx_d2.predict")
@@ -60,6 +60,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--dataset", default="all", help="dataset key whose heads to run, or 'all'")
     parser.add_argument(
         "--teacher", action="store_true", help="use the EMA teacher of a training checkpoint"
+    )
+    parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="read weights that need full unpickling (MODEL.FX.TRUST_PICKLE); this RUNS code the "
+        "file names: only for files whose origin you trust",
     )
     parser.add_argument("--score-thresh", type=float, default=0.5, help="lowest box score drawn")
     parser.add_argument("--no-overlay", action="store_true", help="write JSON only")
@@ -118,6 +124,8 @@ def setup_cfg(args: argparse.Namespace):
     cfg = add_fx_config(get_cfg())
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
+    if args.trust_pickle:
+        cfg.MODEL.FX.TRUST_PICKLE = True
     cfg.freeze()
     return cfg
 

@@ -12,9 +12,15 @@ Examples::
     python tools/train_net.py --config-file ... --eval-only --eval-teacher \\
         MODEL.WEIGHTS output/fx_pretrain/model_final.pth
 
-Without GPUs ``--num-gpus N`` starts N CPU processes (gloo). After each evaluation the overlays,
-metric curves and ``report.html`` in OUTPUT_DIR are rewritten; at the end of training the results
-table is printed.
+Without GPUs ``--num-gpus N`` starts N CPU processes (gloo). Started by ``torchrun`` (or any
+launcher that sets RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT, e.g. a SLURM or
+Kubernetes job), each process joins that launcher's process group instead of spawning its own::
+
+    torchrun --nproc_per_node 8 --max-restarts 3 tools/train_net.py --config-file ... OUTPUT_DIR out
+
+and a worker group that TorchElastic restarted resumes from the last checkpoint of OUTPUT_DIR
+(``--resume`` implied). After each evaluation the overlays, metric curves and ``report.html`` in
+OUTPUT_DIR are rewritten; at the end of training the results table is printed.
 """
 
 import logging
@@ -29,19 +35,26 @@ from detectron2.utils import comm
 from fx_d2 import add_fx_config
 from fx_d2.engine import TRAINER_REGISTRY, build_trainer, launch
 from fx_d2.engine.defaults import fx_default_setup
+from fx_d2.engine.env_launch import elastic_restart_count
 from fx_d2.engine.report import results_table
 
 logger = logging.getLogger("fx_d2.train_net")
 
 
 def build_parser():
-    """Detectron2's parser plus ``--eval-teacher``."""
+    """Detectron2's parser plus ``--eval-teacher`` and ``--trust-pickle``."""
     parser = default_argument_parser()
     parser.add_argument(
         "--eval-teacher",
         action="store_true",
         help="with --eval-only: also evaluate the checkpoint's EMA teacher; when training: "
         "evaluate the teacher at every evaluation (TEST.FX.EVAL_TEACHER True)",
+    )
+    parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="read MODEL.WEIGHTS / checkpoints that need full unpickling (.pkl model-zoo files; "
+        "MODEL.FX.TRUST_PICKLE True); this RUNS code the file names: only for trusted files",
     )
     return parser
 
@@ -54,6 +67,8 @@ def setup(args):
     cfg.merge_from_list(args.opts)
     if args.eval_teacher:
         cfg.TEST.FX.EVAL_TEACHER = True
+    if getattr(args, "trust_pickle", False):
+        cfg.MODEL.FX.TRUST_PICKLE = True
     cfg.freeze()
     fx_default_setup(cfg, args)
     return cfg
@@ -64,8 +79,13 @@ def main(args):
     trainer_cls = TRAINER_REGISTRY.get(cfg.SOLVER.FX.TRAINER)
     if args.eval_only:
         return trainer_cls.test(cfg, resume=args.resume, eval_teacher=args.eval_teacher)
+    resume = args.resume
+    restarts = elastic_restart_count()
+    if restarts > 0:  # TorchElastic restarted the worker group: continue where it stopped
+        logger.info("TorchElastic restart %d: resuming from the last checkpoint", restarts)
+        resume = True
     trainer = build_trainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
+    trainer.resume_or_load(resume=resume)
     trainer.train()
     if comm.is_main_process():
         table = results_table(cfg.OUTPUT_DIR)

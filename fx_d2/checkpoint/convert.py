@@ -2,7 +2,8 @@
 
 Output (loadable with Detectron2's ``DetectionCheckpointer``, no matching heuristics)::
 
-    {"model": {prefix + trunk_key: tensor, "cls_heads.*", "seg_decoder.*", "seg_heads.*"},
+    {"model": {prefix + trunk_key: tensor, "cls_heads.*", "seg_decoder.*", "seg_heads.*",
+               "loc_encoder.*", "loc_decoders.*"},
      "__author__": "fx_d2", "matching_heuristics": False}
 
 The trunk is checked against a freshly built ``FXSwinTransformer`` with the depths / dims inferred
@@ -18,6 +19,7 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from .formats import FORMATS, detect_format, map_weights
+from .loading import CheckpointLoadError, load_checkpoint
 from .swin_keys import TrunkCheck, check_trunk
 
 __all__ = [
@@ -71,16 +73,13 @@ class ConversionResult:
         }
 
 
-def load_checkpoint_file(path: str) -> Any:
-    """``torch.load(weights_only=True)`` on CPU with an error naming the file on failure."""
-    if not os.path.isfile(path):
-        raise CheckpointConversionError(f"{path}: no such file")
+def load_checkpoint_file(path: str, trust_pickle: bool = False) -> Any:
+    """:func:`fx_d2.checkpoint.loading.load_checkpoint` (no code from the file runs unless
+    ``trust_pickle``), its error as a :class:`CheckpointConversionError`."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle / zip errors have many types
-        raise CheckpointConversionError(
-            f"{path}: cannot be read as a weights-only torch checkpoint ({err})"
-        ) from err
+        return load_checkpoint(path, trust_pickle=trust_pickle)
+    except CheckpointLoadError as err:
+        raise CheckpointConversionError(str(err)) from err
 
 
 def convert_checkpoint(
@@ -148,8 +147,11 @@ def save_converted(result: ConversionResult, path: str) -> None:
     torch.save(payload, path)
 
 
-def convert_file(src: str, dst: str, fmt: Optional[str] = None, **kwargs: Any) -> ConversionResult:
-    """Load ``src``, convert (see :func:`convert_checkpoint`), save to ``dst``."""
-    result = convert_checkpoint(load_checkpoint_file(src), fmt, source=src, **kwargs)
+def convert_file(
+    src: str, dst: str, fmt: Optional[str] = None, trust_pickle: bool = False, **kwargs: Any
+) -> ConversionResult:
+    """Load ``src`` (refused if it needs unpickling, unless ``trust_pickle``), convert (see
+    :func:`convert_checkpoint`), save to ``dst``."""
+    result = convert_checkpoint(load_checkpoint_file(src, trust_pickle), fmt, source=src, **kwargs)
     save_converted(result, dst)
     return result

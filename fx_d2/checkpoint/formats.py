@@ -2,7 +2,8 @@
 
 Each mapper takes the loaded checkpoint object and returns :class:`MappedWeights`: the Swin trunk
 (official key names, no prefix), extra FoundationX weights under their final names
-(``cls_heads.*``, ``seg_decoder.*``, ``seg_heads.*``), and counts of what was dropped and why.
+(``cls_heads.*``, ``seg_decoder.*``, ``seg_heads.*``, ``loc_encoder.*``, ``loc_decoders.*``), and
+counts of what was dropped and why.
 """
 
 import re
@@ -13,6 +14,7 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from ..utils.registry import Registry
+from .dino_keys import DINO_ALIAS, map_dino_key
 from .swin_keys import is_trunk_key, normalize_trunk_layout
 
 __all__ = ["FORMATS", "WEIGHT_FORMAT_REGISTRY", "MappedWeights", "detect_format", "map_weights"]
@@ -30,10 +32,6 @@ FX_CLS_HEADS = (
 ).split()
 FX_SEG_HEADS = {2: "candid_ptx", 4: "chestx_det", 5: "siim_acr"}
 _FX_PREFIX = "backbone.0."
-_FX_DINO_RE = re.compile(
-    r"^(transformer|input_proj|label_enc|bbox_embed|class_embed|bbox_embed_|class_embed_"
-    r"|backbone\.1|tgt_embed|refpoint_embed)(\.|_|$)"
-)
 _BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
 
@@ -164,8 +162,7 @@ def _map_foundation_x(obj: Any, source: str, use_student: bool = False) -> Mappe
     trunk: StateDict = {}
     for key, value in sd.items():
         if not key.startswith(_FX_PREFIX):
-            reason = "DINO localization (not convertible)" if _FX_DINO_RE.match(key) else None
-            mapped.dropped[reason or f"unrecognized ({key.split('.')[0]}.*)"] += 1
+            _map_fx_dino_key(key, value, sd, mapped)
             continue
         sub = key[len(_FX_PREFIX) :]
         if re.match(r"^(Segnorm\d|head)\.", sub):
@@ -193,6 +190,21 @@ def _map_foundation_x(obj: Any, source: str, use_student: bool = False) -> Mappe
         (trunk if is_trunk_key(new) else mapped.extra)[new] = value
     mapped.trunk, mapped.layout = normalize_trunk_layout(trunk, mapped.dropped)
     return mapped
+
+
+def _map_fx_dino_key(key: str, value: torch.Tensor, sd: StateDict, mapped: MappedWeights) -> None:
+    """One non-trunk key of a Foundation X state dict: a DINO tensor (docs/method.md §9), one of
+    its aliases (checked equal to the converted copy), an unused class head, or unrecognized."""
+    new, reason = map_dino_key(key)
+    if reason == DINO_ALIAS:
+        source = sd.get(new)
+        if source is None or source.shape != value.shape or not torch.equal(source, value):
+            mapped.notes.append(f"DINO alias {key} differs from {new}; {new} was converted")
+        mapped.dropped[reason] += 1
+    elif new is not None:
+        mapped.extra[new] = value
+    else:
+        mapped.dropped[reason or f"unrecognized ({key.split('.')[0]}.*)"] += 1
 
 
 # the formats tools/convert_checkpoint.py offers, in registration order

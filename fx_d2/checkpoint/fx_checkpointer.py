@@ -1,30 +1,38 @@
-"""Checkpointer of the Lock-Release trainer: atomic writes, keep-last-N, torch >= 2.6 loading.
+"""Checkpointer of the Lock-Release trainer: atomic writes, keep-last-N, safe loading, resume
+from the newest checkpoint that loads.
 
 A training checkpoint ``model_NNNNNNN.pth`` holds ``model``, ``ema_teacher``, ``optimizer``,
 ``scheduler``, ``trainer`` (iteration, hook states, RNG states of every rank, data positions) and
-``iteration``. Everything in it is a tensor or a plain Python value, so it loads with
-``torch.load(weights_only=True)``; a file in our own ``save_dir`` that does not (e.g. written by an
-older version) is retried with ``weights_only=False`` because we wrote it ourselves. Other files
-(MODEL.WEIGHTS from elsewhere) are never unpickled beyond the safe loader.
+``iteration``. Everything in it is a tensor or a plain Python value, so every file, ours or not, is
+read with :func:`fx_d2.checkpoint.loading.load_checkpoint` (``torch.load(weights_only=True)``);
+nothing is ever unpickled further unless ``trust_pickle`` (``MODEL.FX.TRUST_PICKLE``).
+
+Resume (:meth:`FXCheckpointer.resume_or_load`) removes the temporary files of writes that were
+killed, orders the checkpoints of ``save_dir`` by the iteration they hold (newest first), loads
+the first one that loads, and logs every one it skipped with the reason (truncated, refused, ...).
 """
 
 import logging
 import os
-import pickle
 import re
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from fx_d2.utils.atomic import atomic_open
 
-__all__ = ["FXCheckpointer", "PERIODIC_PATTERN"]
+from .loading import CheckpointLoadError, checkpoint_kind, load_checkpoint
+
+__all__ = ["FXCheckpointer", "PERIODIC_PATTERN", "TEMPORARY_PATTERN"]
 
 logger = logging.getLogger(__name__)
 
 # Periodic checkpoints pruned by keep-last-N (model_final.pth and others are never deleted).
 PERIODIC_PATTERN = re.compile(r"^model_(\d{7})\.pth$")
+# Temporary files of atomic writes (fx_d2.utils.atomic) that a killed process left behind.
+TEMPORARY_PATTERN = re.compile(r"^\.tmp_(model_.*\.pth|last_checkpoint)")
+LAST_CHECKPOINT = "last_checkpoint"
 
 
 def _atomic_torch_save(data: Any, path: str) -> None:
@@ -39,14 +47,16 @@ def _atomic_write_text(text: str, path: str) -> None:
 
 
 class FXCheckpointer(DetectionCheckpointer):
-    """DetectionCheckpointer with atomic saves, pruning of old periodic checkpoints and a
-    weights-only-first loader.
+    """DetectionCheckpointer with atomic saves, pruning of old periodic checkpoints, a loader that
+    never runs code from a file, and a resume that survives broken checkpoints.
 
     Args:
         model: the (unwrapped or DDP) model.
         save_dir: output folder.
         keep_last: periodic checkpoints (``model_NNNNNNN.pth``) kept after each save; 0 = all.
         save_to_disk: default: main process only.
+        trust_pickle: let :func:`~fx_d2.checkpoint.loading.load_checkpoint` unpickle files that
+            need it (``.pkl`` model-zoo files; ``MODEL.FX.TRUST_PICKLE``). Off by default.
         checkpointables: other objects with ``state_dict``/``load_state_dict`` (optimizer,
             scheduler, trainer, ema_teacher, ...).
     """
@@ -58,11 +68,14 @@ class FXCheckpointer(DetectionCheckpointer):
         *,
         keep_last: int = 0,
         save_to_disk: Optional[bool] = None,
+        trust_pickle: bool = False,
         **checkpointables: Any,
     ):
         super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
         self.keep_last = int(keep_last)
+        self.trust_pickle = bool(trust_pickle)
         self.last_loaded_keys: List[str] = []
+        self._preloaded: Optional[Tuple[str, Dict[str, Any]]] = None
 
     # ------------------------------------------------------------------------------ saving
     def _is_local(self) -> bool:
@@ -104,7 +117,7 @@ class FXCheckpointer(DetectionCheckpointer):
         if not self._is_local():
             super().tag_last_checkpoint(last_filename_basename)
             return
-        _atomic_write_text(last_filename_basename, os.path.join(self.save_dir, "last_checkpoint"))
+        _atomic_write_text(last_filename_basename, os.path.join(self.save_dir, LAST_CHECKPOINT))
 
     def periodic_checkpoints(self) -> List[str]:
         """Paths of the periodic checkpoints in ``save_dir``, oldest first."""
@@ -118,7 +131,7 @@ class FXCheckpointer(DetectionCheckpointer):
         one); returns the deleted paths."""
         if self.keep_last <= 0 or not self.save_to_disk or not self._is_local():
             return []
-        last = os.path.basename(self.get_checkpoint_file()) if self.has_checkpoint() else ""
+        last = self.tagged_checkpoint() or ""
         stale = self.periodic_checkpoints()[: -self.keep_last]
         removed = []
         for path in stale:
@@ -132,31 +145,147 @@ class FXCheckpointer(DetectionCheckpointer):
         return removed
 
     # ------------------------------------------------------------------------------ loading
-    def _is_own_file(self, filename: str) -> bool:
-        if not self.save_dir or not self._is_local():
-            return False
-        folder = os.path.realpath(self.save_dir)
-        return os.path.realpath(filename).startswith(folder + os.sep)
+    def load(self, path: str, checkpointables: Optional[List[str]] = None) -> Dict[str, Any]:
+        """Detectron2's ``load`` through :func:`load_checkpoint` (a missing file, a FIFO or a
+        folder is a :class:`CheckpointLoadError` naming it, not an assertion)."""
+        if path and "://" not in path and not os.path.isfile(path):
+            checkpoint_kind(path)  # raises with the reason
+        return super().load(path, checkpointables)
 
     def _load_file(self, filename: str) -> Dict[str, Any]:
-        if not filename.endswith((".pth", ".pt")):
-            loaded = super()._load_file(filename)
+        if self._preloaded is not None and self._preloaded[0] == filename:
+            loaded, self._preloaded = self._preloaded[1], None
         else:
-            try:
-                loaded = torch.load(filename, map_location="cpu", weights_only=True)
-            except pickle.UnpicklingError as e:
-                if not self._is_own_file(filename):
-                    raise RuntimeError(
-                        f"{filename} holds objects that torch.load(weights_only=True) refuses; "
-                        "it was not written by this run, so it is not unpickled. Convert it to a "
-                        "plain state_dict (tools/convert_checkpoint.py) or copy it into OUTPUT_DIR "
-                        "if you trust it."
-                    ) from e
-                logger.warning("%s needs weights_only=False; loading our own file fully", filename)
-                loaded = torch.load(filename, map_location="cpu", weights_only=False)
-            if not isinstance(loaded, dict):
-                raise ValueError(f"{filename}: expected a dict checkpoint, got {type(loaded)}")
-            if "model" not in loaded:
-                loaded = {"model": loaded}
-        self.last_loaded_keys = sorted(loaded)
+            loaded = load_checkpoint(filename, trust_pickle=self.trust_pickle)
+        if filename.endswith(".pkl") and not ("model" in loaded and "__author__" in loaded):
+            # Caffe2 / Detectron1 model zoo layout (as Detectron2 reads it): weights under
+            # "blobs" or at the top, solver momenta dropped, names matched heuristically.
+            blobs = loaded.get("blobs", loaded)
+            weights = {k: v for k, v in blobs.items() if not str(k).endswith("_momentum")}
+            loaded = {"model": weights, "__author__": "Caffe2", "matching_heuristics": True}
+        elif "model" not in loaded:
+            loaded = {"model": loaded}
+        if not isinstance(loaded["model"], dict):
+            kind = type(loaded["model"]).__name__
+            raise CheckpointLoadError(filename, f"its 'model' entry is a {kind}, not a state dict")
+        self.last_loaded_keys = sorted(map(str, loaded))
         return loaded
+
+    # ------------------------------------------------------------------------------ resume
+    def tagged_checkpoint(self) -> Optional[str]:
+        """File name in ``save_dir/last_checkpoint`` when it names an existing file of
+        ``save_dir``; None when the tag is absent, unreadable or garbage (logged)."""
+        tag = os.path.join(self.save_dir, LAST_CHECKPOINT)
+        if not self.save_dir or not self._is_local() or not os.path.isfile(tag):
+            return None
+        with open(tag, "rb") as f:
+            raw = f.read(4096)
+        try:
+            name = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            name = ""
+        if not name or os.path.basename(name) != name or name in (".", ".."):
+            logger.warning("%s does not name a checkpoint file (%r...); ignored", tag, raw[:40])
+            return None
+        if not os.path.lexists(os.path.join(self.save_dir, name)):
+            logger.warning("%s names %s, which does not exist; ignored", tag, name)
+            return None
+        return name
+
+    def checkpoint_files(self) -> List[str]:
+        """Paths of every checkpoint resume may use: the tagged one, ``model_final.pth`` and the
+        periodic ones (not ordered)."""
+        if not self.save_dir or not self._is_local() or not os.path.isdir(self.save_dir):
+            return []
+        names = [self.tagged_checkpoint(), "model_final.pth"]
+        names += [os.path.basename(p) for p in self.periodic_checkpoints()]
+        paths = [os.path.join(self.save_dir, n) for n in names if n]
+        return list(dict.fromkeys(p for p in paths if os.path.lexists(p)))
+
+    def has_checkpoint(self) -> bool:
+        """Whether ``save_dir`` holds any checkpoint to resume from."""
+        if not self._is_local():
+            return super().has_checkpoint()
+        return bool(self.checkpoint_files())
+
+    def get_checkpoint_file(self) -> str:
+        """The newest checkpoint of ``save_dir`` by the iteration it holds ("" when none opens);
+        see :meth:`resume_candidates`."""
+        if not self._is_local():
+            return super().get_checkpoint_file()
+        ordered, _ = self.resume_candidates()
+        return ordered[0] if ordered else ""
+
+    def resume_candidates(self) -> Tuple[List[str], List[Tuple[str, str]]]:
+        """``(paths newest first, [(path, reason)] of the ones that do not open)``.
+
+        The order is by the ``iteration`` each file holds, read without loading its tensors
+        (memory-mapped); on a tie the tagged file (``last_checkpoint``) comes first.
+        """
+        tagged = self.tagged_checkpoint()
+        scored, broken = [], []
+        for path in self.checkpoint_files():
+            try:
+                iteration = self._peek_iteration(path)
+            except CheckpointLoadError as err:
+                broken.append((path, err.reason))
+                continue
+            scored.append((iteration, os.path.basename(path) == tagged, path))
+        scored.sort(key=lambda item: (item[0], item[1]), reverse=True)
+        return [path for _, _, path in scored], broken
+
+    def _peek_iteration(self, path: str) -> int:
+        """The ``iteration`` a checkpoint holds (-1 when none), read memory-mapped so its tensors
+        are not loaded; a file that does not open that way is loaded fully, which raises
+        :class:`CheckpointLoadError` with the reason when it is broken or refused."""
+        if checkpoint_kind(path) != "torch":
+            raise CheckpointLoadError(path, "a Python pickle, not a checkpoint fx_d2 writes")
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # legacy format (no mmap), refused or corrupt: the full load says which
+            data = load_checkpoint(path, trust_pickle=self.trust_pickle)
+        iteration = data.get("iteration", -1) if isinstance(data, dict) else -1
+        return iteration if isinstance(iteration, int) else -1
+
+    def remove_stale_temporaries(self) -> List[str]:
+        """Delete the ``.tmp_model_*.pth*`` / ``.tmp_last_checkpoint*`` files that killed writes
+        left in ``save_dir`` (main process only; call when no save is in flight)."""
+        if not self.save_to_disk or not self._is_local() or not os.path.isdir(self.save_dir):
+            return []
+        removed = []
+        for name in sorted(os.listdir(self.save_dir)):
+            path = os.path.join(self.save_dir, name)
+            if TEMPORARY_PATTERN.match(name) and os.path.isfile(path):
+                os.remove(path)
+                removed.append(path)
+                logger.warning("Removed %s, left by a checkpoint write that was killed", path)
+        return removed
+
+    def resume_or_load(self, path: str, *, resume: bool = True) -> Dict[str, Any]:
+        """With ``resume``: the newest checkpoint of ``save_dir`` that loads, with every
+        checkpointable (every skipped one is logged with its reason; stale temporary files are
+        removed first); without, or when ``save_dir`` has none: ``path`` (``MODEL.WEIGHTS``),
+        model only.
+
+        Raises:
+            CheckpointLoadError: ``save_dir`` has checkpoints but none of them loads (all are
+                named with their reasons), or ``path`` cannot be loaded.
+        """
+        if not resume or not self._is_local():
+            return super().resume_or_load(path, resume=resume)
+        self.remove_stale_temporaries()
+        ordered, skipped = self.resume_candidates()
+        for candidate in ordered:
+            try:
+                self._preloaded = (candidate, self._load_file(candidate))
+            except CheckpointLoadError as err:
+                skipped.append((candidate, err.reason))
+                continue
+            for bad, reason in skipped:
+                logger.warning("Resume skips %s: %s", bad, reason)
+            logger.info("Resuming from %s", candidate)
+            return self.load(candidate)
+        if skipped:
+            details = "; ".join(f"{os.path.basename(p)}: {r}" for p, r in skipped)
+            raise CheckpointLoadError(self.save_dir, f"no checkpoint here loads ({details})")
+        return self.load(path, checkpointables=[])

@@ -215,6 +215,10 @@ def load_source(
     """Read one split of a registered source from ``<root>/<key>/`` (``root`` defaults to
     :func:`datasets_root`); what ``DatasetCatalog.get`` calls (not strict).
 
+    The ``train`` split never shares an image with another split of the key: the other splits
+    are read too, and a file found in both is a ``split_overlap`` problem and is left out of
+    ``train`` (a careless table could otherwise pull test images into training).
+
     Raises:
         DatasetProblemError: the folder is missing, or (``strict``) any bad input.
     """
@@ -230,9 +234,37 @@ def load_source(
     dicts = spec.loader(base, split, problems)
     for d in dicts:
         d.setdefault("dataset_name", key)
+    if split == "train":
+        dicts = _without_other_splits(spec, base, dicts, problems)
     problems.report()
     logger.info("Loaded %d images from %s (%s)", len(dicts), name, base)
     return dicts
+
+
+def _without_other_splits(
+    spec: DatasetSpec, base: str, dicts: List[Dict[str, Any]], problems: ProblemLog
+) -> List[Dict[str, Any]]:
+    """``dicts`` (of ``train``) without the files that another split of ``spec`` also has."""
+    others: Dict[str, str] = {}
+    for split in spec.splits:
+        if split == "train":
+            continue
+        try:  # quietly: that split's own problems are reported when it is loaded
+            other = spec.loader(base, split, ProblemLog(dataset_name(spec.key, split)))
+        except (OSError, ValueError) as e:
+            logger.info("%s: split %s not checked for shared images (%s)", spec.key, split, e)
+            continue
+        for d in other:
+            others.setdefault(os.path.realpath(str(d.get("file_name", ""))), split)
+    kept = []
+    for d in dicts:
+        split = others.get(os.path.realpath(str(d.get("file_name", ""))))
+        if split is None:
+            kept.append(d)
+        else:
+            problems.add("split_overlap", str(d["file_name"]),
+                         f"image is also in the {split} split; left out of train")  # fmt: skip
+    return kept
 
 
 def load_dataset_dicts(name: str, strict: bool = False) -> List[Dict[str, Any]]:

@@ -9,25 +9,97 @@ Compressed transfer syntaxes decoded with the installed plugins: JPEG baseline/e
 (pylibjpeg-libjpeg or Pillow), JPEG lossless (process 14, SV1), JPEG-LS (pylibjpeg-libjpeg),
 JPEG 2000 and HTJ2K (pylibjpeg-openjpeg), RLE lossless (pydicom). Other syntaxes raise an error that
 names the syntax and the missing plugin.
+
+Before anything is decoded, the header is checked: Rows, Columns, NumberOfFrames, SamplesPerPixel
+and BitsAllocated must each be one integer (a multi-valued or empty one names the attribute), the
+declared size must be within the pixel and decoded-byte limits, and a compressed frame must
+declare the same size in its own codestream (:mod:`.codestream`). A deflated file must inflate to
+a bounded size. A file cut inside its pixel data, or a JPEG / JPEG 2000 stream without its end
+marker, is reported as truncated. NaN or infinite values after the Modality LUT are an error; a
+window that cannot be applied falls back to min-max with a warning.
 """
 
 import logging
+import zlib
 from typing import Tuple
 
 import numpy as np
 
-from .image_checks import ImageReadError, check_pixels
+from .codestream import codestream_size, ends_with_end_marker
+from .image_checks import DEFAULT_MAX_BYTES, ImageReadError, check_finite, check_pixels
 
 logger = logging.getLogger(__name__)
 
+DEFLATED = "1.2.840.10008.1.2.1.99"
+# PixelData (7FE0,0010) as stored in little- and big-endian files.
+_PIXEL_DATA_TAGS = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10")
+_DATASET_OVERHEAD = 1 << 24  # inflated bytes allowed besides the pixel data
 
-def _dcmread(path: str, **kwargs):
+
+def check_deflated(path: str, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    """Refuse a deflated-syntax file that inflates to more than ``max_bytes`` (+ the rest of the
+    dataset): pydicom inflates the whole file in memory before reading it."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 14)
+    if DEFLATED.encode() not in head:
+        return
+    from pydicom.filereader import read_file_meta_info
+
+    meta = read_file_meta_info(path)
+    if str(meta.get("TransferSyntaxUID", "")) != DEFLATED:
+        return
+    length = meta.get("FileMetaInformationGroupLength")
+    if not isinstance(length, int):
+        raise ImageReadError(path, "deflated DICOM without a file meta group length")
+    limit, total = max_bytes + _DATASET_OVERHEAD, 0
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    with open(path, "rb") as f:
+        f.seek(144 + length)  # preamble, "DICM", the group length element, the meta group
+        while not inflater.eof:
+            data = inflater.unconsumed_tail or f.read(1 << 16)
+            if not data:
+                break
+            total += len(inflater.decompress(data, 1 << 20))
+            if total > limit:
+                raise ImageReadError(
+                    path, f"deflated DICOM inflates to more than {limit} bytes; refused "
+                    "(decompression bomb)"
+                )  # fmt: skip
+
+
+def _dcmread(path: str, max_bytes: int = DEFAULT_MAX_BYTES, **kwargs):
     import pydicom
 
+    check_deflated(path, max_bytes)
     try:
         return pydicom.dcmread(path, **kwargs)
     except pydicom.errors.InvalidDicomError:
         return pydicom.dcmread(path, force=True, **kwargs)
+
+
+def _int_attr(path: str, ds, keyword: str, default=None) -> int:
+    """One non-negative integer attribute; a missing, empty, multi-valued, non-integer or
+    unreadable one is an :class:`ImageReadError` naming it (``default`` when missing/empty)."""
+    try:
+        value = ds.get(keyword)
+    except Exception as e:  # pydicom raises e.g. BytesLengthException for a bad element length
+        raise ImageReadError(
+            path, f"DICOM {keyword} is unreadable ({type(e).__name__}: {e})"
+        ) from e
+    if value is None or value == "":
+        if default is not None:
+            return default
+        raise ImageReadError(path, f"DICOM {keyword} is missing or empty")
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        raise ImageReadError(path, f"DICOM {keyword} has {len(value)} values, expected one")
+    try:
+        number = int(value)
+        exact = number == float(value)
+    except (TypeError, ValueError, OverflowError):
+        exact = False
+    if not exact or number < 0:
+        raise ImageReadError(path, f"DICOM {keyword} {value!r} is not a non-negative integer")
+    return number
 
 
 def dicom_size(path: str) -> Tuple[int, int]:
@@ -35,11 +107,37 @@ def dicom_size(path: str) -> Tuple[int, int]:
     ds = _dcmread(path, stop_before_pixels=True)
     if "Rows" not in ds or "Columns" not in ds:
         raise ImageReadError(path, "DICOM without Rows/Columns (not an image?)")
-    return int(ds.Rows), int(ds.Columns)
+    return _int_attr(path, ds, "Rows"), _int_attr(path, ds, "Columns")
 
 
-def _check_decodable(path: str, ds) -> None:
-    """Before decoding: refuse short pixel data and syntaxes without an installed decoder."""
+def _no_pixel_data(path: str, ds) -> ImageReadError:
+    """The error for a dataset without PixelData: truncated when the file has the tag."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if any(tag in data for tag in _PIXEL_DATA_TAGS):
+        tsuid = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        syntax = f" {tsuid.name}" if tsuid is not None else ""
+        return ImageReadError(
+            path, f"truncated: the file ends inside its{syntax} PixelData element"
+        )
+    return ImageReadError(path, "DICOM has no PixelData element (not an image)")
+
+
+def _first_fragment(ds) -> bytes:
+    """The first fragment of encapsulated pixel data (after the Basic Offset Table item)."""
+    from pydicom.encaps import generate_fragments
+
+    try:
+        fragments = generate_fragments(ds.PixelData)
+        next(fragments, b"")  # the Basic Offset Table is always the first item
+        return next(fragments, b"")
+    except Exception:  # malformed encapsulation: the decoder reports it
+        return b""
+
+
+def _check_decodable(path: str, ds, rows: int, cols: int, spp: int, bits: int) -> None:
+    """Before decoding: refuse short pixel data, syntaxes without an installed decoder, and a
+    codestream that declares another size than Rows x Columns."""
     from pydicom.pixels.decoders.base import get_decoder
     from pydicom.uid import ImplicitVRLittleEndian
 
@@ -59,17 +157,21 @@ def _check_decodable(path: str, ds) -> None:
                 f"transfer syntax {tsuid.name} ({tsuid}) cannot be decoded here: {missing}. "
                 "pylibjpeg-libjpeg covers JPEG/JPEG-LS/JPEG lossless, pylibjpeg-openjpeg JPEG 2000",
             )
+        declared = codestream_size(_first_fragment(ds)[: 1 << 16])
+        if declared is not None and declared != (rows, cols):
+            raise ImageReadError(
+                path,
+                f"the {tsuid.name} stream declares {declared[0]}x{declared[1]} pixels but Rows x "
+                f"Columns is {rows}x{cols}; refused (corrupt header or decompression bomb)",
+            )
         return
-    bits = int(ds.get("BitsAllocated", 16))
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    spp = int(ds.get("SamplesPerPixel", 1))
-    needed = (int(ds.Rows) * int(ds.Columns) * spp * frames * bits + 7) // 8
+    needed = (rows * cols * spp * bits + 7) // 8
     have = len(ds.PixelData)
     if have < needed:
         raise ImageReadError(
             path,
-            f"PixelData has {have} bytes but Rows x Columns = {int(ds.Rows)}x{int(ds.Columns)} "
-            f"({bits}-bit, {frames} frame(s)) needs {needed}; truncated or inconsistent header",
+            f"PixelData has {have} bytes but Rows x Columns = {rows}x{cols} ({bits}-bit, 1 "
+            f"frame) needs {needed}; truncated or inconsistent header",
         )
 
 
@@ -112,8 +214,10 @@ def _apply_voi(path: str, arr: np.ndarray, ds) -> np.ndarray:
             out, (lo, hi) = apply_windowing(arr, ds), _window_range(ds)
         else:
             out, lo, hi = arr, float(arr.min()), float(arr.max())
-    except (ValueError, NotImplementedError, AttributeError, IndexError) as e:
-        logger.warning("%s: VOI step failed (%s); using min-max", path, e)
+        if not (np.isfinite([lo, hi]).all() and np.isfinite(out).all()):
+            raise ValueError(f"non-finite output (range {lo}..{hi})")
+    except Exception as e:  # a malformed window or LUT (any type) degrades to min-max
+        logger.warning("%s: VOI step failed (%s: %s); using min-max", path, type(e).__name__, e)
         out, lo, hi = arr, float(arr.min()), float(arr.max())
     out = out.astype(np.float32)
     if hi <= lo:
@@ -121,27 +225,37 @@ def _apply_voi(path: str, arr: np.ndarray, ds) -> np.ndarray:
     return (out - np.float32(lo)) / np.float32(hi - lo)
 
 
-def read_dicom(path: str, max_pixels: int) -> np.ndarray:
+def read_dicom(path: str, max_pixels: int, max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
     """Decode one DICOM radiograph to float32 (H, W) in [0, 1], brighter = denser."""
     from pydicom.pixels.processing import apply_modality_lut
 
-    ds = _dcmread(path)
+    ds = _dcmread(path, max_bytes)
     if "PixelData" not in ds:
-        raise ImageReadError(path, "DICOM has no PixelData element (not an image)")
+        raise _no_pixel_data(path, ds)
     if "Rows" not in ds or "Columns" not in ds:
         raise ImageReadError(path, "DICOM without Rows/Columns")
-    rows, cols = int(ds.Rows), int(ds.Columns)
-    check_pixels(path, rows, cols, max_pixels, "DICOM ")
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    rows, cols = _int_attr(path, ds, "Rows"), _int_attr(path, ds, "Columns")
+    frames = _int_attr(path, ds, "NumberOfFrames", 1) or 1
+    spp = _int_attr(path, ds, "SamplesPerPixel", 1)
+    bits = _int_attr(path, ds, "BitsAllocated", 16)
     if frames != 1:
         raise ImageReadError(path, f"multi-frame DICOM ({frames} frames); expected one radiograph")
-    _check_decodable(path, ds)
+    if spp not in (1, 3) or bits not in (1, 8, 16, 32, 64):
+        raise ImageReadError(path, f"unsupported SamplesPerPixel {spp} / BitsAllocated {bits}")
+    check_pixels(path, rows, cols, max_pixels, "DICOM ",
+                 bytes_per_pixel=spp * max(bits, 8) / 8, max_bytes=max_bytes)  # fmt: skip
+    _check_decodable(path, ds, rows, cols, spp, bits)
     try:
         arr = ds.pixel_array
     except Exception as e:  # plugin errors come in many types
         tsuid = ds.file_meta.TransferSyntaxUID
+        truncated = ""
+        if tsuid.is_compressed and _first_fragment(ds)[:2] in (b"\xff\xd8", b"\xff\x4f"):
+            if not ends_with_end_marker(ds.PixelData):
+                truncated = "truncated: the stream has no FFD9 end marker; "
         raise ImageReadError(
-            path, f"pixel data could not be decoded ({tsuid.name}): {type(e).__name__}: {e}"
+            path,
+            f"{truncated}pixel data could not be decoded ({tsuid.name}): {type(e).__name__}: {e}",
         ) from e
     if arr.shape[:2] != (rows, cols):
         raise ImageReadError(path, f"decoded shape {arr.shape} differs from Rows x Columns")
@@ -154,7 +268,9 @@ def read_dicom(path: str, max_pixels: int) -> np.ndarray:
         return arr.astype(np.float32) / scale
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise ImageReadError(path, f"unsupported PhotometricInterpretation {photometric!r}")
-    img = _apply_voi(path, apply_modality_lut(arr, ds), ds)
+    values = apply_modality_lut(arr, ds)
+    check_finite(path, np.asarray(values, dtype=np.float64), "values after the Modality LUT")
+    img = _apply_voi(path, values, ds)
     if photometric == "MONOCHROME1":
         img = 1.0 - img
     return img

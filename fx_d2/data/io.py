@@ -15,36 +15,76 @@ Scaling rules:
 * DICOM: Modality LUT (rescale slope/intercept or LUT sequence), then the VOI LUT sequence or the
   first Window Center/Width of the file, normalised by the VOI output range; min-max when the file
   has no VOI. MONOCHROME1 is inverted AFTER the VOI step (datasets/README.md, section vindr_cxr).
-* ``.mha``: uint8 ``/ 255``, other types min-max (NODE21 stores standardised 16-bit data).
+* ``.mha``: uint8 ``/ 255``, other types min-max (NODE21 stores standardised 16-bit data); the
+  header is checked first (:mod:`.metaimage`: ``ElementDataFile`` must be ``LOCAL`` or a regular
+  file in the header's folder).
 * JSRT raw: 2048x2048 (side inferred from the file size), big-endian uint16, 12 bits stored and
   inverted on disk: ``(4095 - min(x, 4095)) / 4095``.
 
-Every failure raises :class:`ImageReadError` (a ``ValueError``) naming the file and the problem.
+Every failure raises :class:`ImageReadError` (a ``ValueError``) naming the file and the problem;
+an exception of a third-party decoder is its ``__cause__``. Decompression bombs are refused before
+decoding, for every format: more than ``max_pixels`` pixels or ``max_bytes`` decoded bytes
+declared by the header (or, in a DICOM, by the embedded JPEG / JPEG 2000 stream). NaN or infinite
+pixel values are an error.
 """
 
 import logging
 import math
 import os
+import stat
 import struct
 from typing import Optional, Tuple
 
 import cv2
 import numpy as np
 
-from .image_checks import ImageReadError, check_pixels
+from .image_checks import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_PIXELS,
+    ImageReadError,
+    check_finite,
+    check_pixels,
+    to_gray,
+    wrap_reader_error,
+)
+from .metaimage import metaimage_shape, read_metaimage
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ImageReadError", "read_image", "read_image_size", "read_mask", "detect_format"]
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_PIXELS",
+    "ImageReadError",
+    "detect_format",
+    "read_image",
+    "read_image_size",
+    "read_mask",
+]
 
-DEFAULT_MAX_PIXELS = 100_000_000
 JSRT_EXTENSIONS = (".img",)
 DICOM_EXTENSIONS = (".dcm", ".dicom", ".dic")
+# PNG colour type -> channels cv2 decodes (a palette becomes BGR)
+PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
+
+
+def _require_regular_file(path: str, what: str = "file") -> None:
+    """Refuse a missing path, or a folder, FIFO or device (opening a FIFO would block)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        raise ImageReadError(path, f"{what} does not exist") from None
+    if not stat.S_ISREG(mode):
+        raise ImageReadError(path, f"{what} is not a regular file (a folder, FIFO or device)")
 
 
 def detect_format(path: str, head: Optional[bytes] = None) -> str:
-    """One of ``dicom png jpeg gif mha jsrt``, from the magic bytes (extension for JSRT/DICOM)."""
+    """One of ``dicom png jpeg gif mha jsrt``, from the magic bytes (extension for JSRT/DICOM).
+
+    Raises:
+        ImageReadError: not a regular file, or no supported format.
+    """
     if head is None:
+        _require_regular_file(path)
         with open(path, "rb") as f:
             head = f.read(132)
     ext = os.path.splitext(path)[1].lower()
@@ -67,96 +107,113 @@ def detect_format(path: str, head: Optional[bytes] = None) -> str:
     )
 
 
-def read_image(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def read_image(
+    path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES
+) -> np.ndarray:
     """Read a chest radiograph as float32 (H, W) in [0, 1], brighter = denser.
 
     Args:
         path: file in any supported format (see the module docstring).
         max_pixels: refuse files whose header declares more pixels than this.
+        max_bytes: refuse files whose decoded pixel data would take more bytes than this.
 
     Raises:
-        ImageReadError: missing, corrupt, unsupported, too large, or header inconsistent with data.
+        ImageReadError: missing, not a regular file, corrupt, truncated, unsupported, too large,
+            non-finite pixels, or a header inconsistent with the data (never another type).
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ImageReadError(path, "file does not exist")
+    _require_regular_file(path)
     try:
         fmt = detect_format(path)
         if fmt == "dicom":
             from .dicom import read_dicom  # pydicom is imported lazily (slow import)
 
-            img = read_dicom(path, max_pixels)
+            img = read_dicom(path, max_pixels, max_bytes)
         elif fmt == "png":
-            img = _read_png(path, max_pixels)
+            img = _read_png(path, max_pixels, max_bytes)
         elif fmt in ("jpeg", "gif"):
-            img = _read_pil(path, max_pixels)
+            img = _read_pil(path, max_pixels, max_bytes)
         elif fmt == "mha":
-            img = _read_mha(path, max_pixels)
+            img = read_metaimage(path, max_pixels, max_bytes)
         else:
-            img = _read_jsrt(path, max_pixels)
+            img = _read_jsrt(path, max_pixels, max_bytes)
     except ImageReadError:
         raise
-    except (OSError, ValueError, RuntimeError, MemoryError, struct.error) as e:
-        raise ImageReadError(path, f"{type(e).__name__}: {e}") from e
-    if not np.isfinite(img).all():
-        raise ImageReadError(path, "decoded image contains NaN or infinite values")
+    except Exception as e:  # decoders raise many types; the file is named, the original kept
+        raise wrap_reader_error(path, e) from e
+    check_finite(path, img, "decoded pixel values")
     return np.ascontiguousarray(np.clip(img, 0.0, 1.0), dtype=np.float32)
 
 
-def read_image_size(path: str) -> Tuple[int, int]:
-    """(height, width) from the file header only (JSRT: from the file size), without decoding."""
+def read_image_size(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Tuple[int, int]:
+    """(height, width) from the file header only (JSRT: from the file size), without decoding.
+
+    Raises:
+        ImageReadError: as :func:`read_image` for the header (an empty or too large size too).
+    """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ImageReadError(path, "file does not exist")
-    with open(path, "rb") as f:
-        head = f.read(132)
-    fmt = detect_format(path, head)
+    _require_regular_file(path)
     try:
-        if fmt == "png":  # the IHDR is within the head: sizing a dataset reads 132 bytes a PNG
-            if len(head) < 24 or head[12:16] != b"IHDR":
-                raise ImageReadError(path, "PNG without a valid IHDR header (truncated?)")
-            width, height = struct.unpack(">II", head[16:24])
-            return height, width
-        if fmt in ("jpeg", "gif"):
-            from PIL import Image
-
-            with Image.open(path) as im:
-                return im.size[1], im.size[0]
-        if fmt == "jsrt":
-            side = _jsrt_side(path)
-            return side, side
-        if fmt == "mha":
-            return _mha_shape(path)
-        from .dicom import dicom_size
-
-        return dicom_size(path)
+        height, width = _header_size(path, max_pixels)
     except ImageReadError:
         raise
     except Exception as e:  # any parser failure becomes a named-file error
-        raise ImageReadError(path, f"unreadable header ({type(e).__name__}: {e})") from e
+        raise wrap_reader_error(path, e, "unreadable header") from e
+    check_pixels(path, height, width, max_pixels)
+    return height, width
 
 
-def read_mask(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def _header_size(path: str, max_pixels: int) -> Tuple[int, int]:
+    with open(path, "rb") as f:
+        head = f.read(132)
+    fmt = detect_format(path, head)
+    if fmt == "png":  # the IHDR is within the head: sizing a dataset reads 132 bytes a PNG
+        if len(head) < 24 or head[12:16] != b"IHDR":
+            raise ImageReadError(path, "PNG without a valid IHDR header (truncated?)")
+        width, height = struct.unpack(">II", head[16:24])
+        return height, width
+    if fmt in ("jpeg", "gif"):
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return im.size[1], im.size[0]
+    if fmt == "jsrt":
+        side = _jsrt_side(path)
+        return side, side
+    if fmt == "mha":
+        return metaimage_shape(path, max_pixels)
+    from .dicom import dicom_size
+
+    return dicom_size(path)
+
+
+def read_mask(
+    path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES
+) -> np.ndarray:
     """Binary mask image (PNG/GIF, any bit depth, palette or gray) -> bool (H, W): stored value > 0.
 
     Palette images are compared by palette index (0 = background), which is how SCR GIFs and
     label PNGs store them.
+
+    Raises:
+        ImageReadError: missing, corrupt, too large or not 2-D.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ImageReadError(path, "mask file does not exist")
+    _require_regular_file(path, "mask file")
     try:
         from PIL import Image
 
         with Image.open(path) as im:
-            check_pixels(path, im.size[1], im.size[0], max_pixels)
+            bands = len(im.getbands()) * (2 if im.mode.startswith("I;16") else 1)
+            check_pixels(path, im.size[1], im.size[0], max_pixels,
+                         bytes_per_pixel=bands, max_bytes=max_bytes)  # fmt: skip
             if im.mode in ("RGB", "RGBA", "LA"):
                 im = im.convert("L")
             arr = np.asarray(im)
     except ImageReadError:
         raise
     except Exception as e:
-        raise ImageReadError(path, f"corrupt mask file ({type(e).__name__}: {e})") from e
+        raise wrap_reader_error(path, e, "corrupt mask file") from e
     if arr.ndim != 2:
         raise ImageReadError(path, f"mask has unexpected shape {arr.shape}")
     return arr > 0
@@ -172,6 +229,8 @@ def _png_header(path: str) -> Tuple[int, int, int, int, Optional[int]]:
     if len(data) < 33 or data[12:16] != b"IHDR":
         raise ImageReadError(path, "PNG without a valid IHDR header (truncated?)")
     width, height, depth, color = struct.unpack(">IIBB", data[16:26])
+    if color not in PNG_CHANNELS or depth not in (1, 2, 4, 8, 16):
+        raise ImageReadError(path, f"PNG colour type {color} / bit depth {depth} is invalid")
     sbit, pos = None, 8
     while pos + 8 <= len(data):
         length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
@@ -183,23 +242,11 @@ def _png_header(path: str) -> Tuple[int, int, int, int, Optional[int]]:
     return height, width, depth, color, sbit
 
 
-def _to_gray(arr: np.ndarray) -> np.ndarray:
-    """Drop alpha; gray stored as RGB keeps one channel; real colour -> luma (BGR order, cv2)."""
-    if arr.ndim == 2:
-        return arr
-    if arr.shape[2] in (2, 4):
-        arr = arr[..., : arr.shape[2] - 1]
-    if arr.shape[2] == 1:
-        return arr[..., 0]
-    b, g, r = arr[..., 0], arr[..., 1], arr[..., 2]
-    if np.array_equal(b, g) and np.array_equal(g, r):
-        return b
-    return cv2.cvtColor(arr, cv2.COLOR_BGR2GRAY)
-
-
-def _read_png(path: str, max_pixels: int) -> np.ndarray:
-    height, width, depth, _, sbit = _png_header(path)
-    check_pixels(path, height, width, max_pixels, "PNG ")
+def _read_png(path: str, max_pixels: int, max_bytes: int) -> np.ndarray:
+    height, width, depth, color, sbit = _png_header(path)
+    bytes_per_pixel = PNG_CHANNELS[color] * (2 if depth == 16 else 1)
+    check_pixels(path, height, width, max_pixels, "PNG ",
+                 bytes_per_pixel=bytes_per_pixel, max_bytes=max_bytes)  # fmt: skip
     arr = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None:
         raise ImageReadError(path, "corrupt or truncated PNG data")
@@ -207,7 +254,7 @@ def _read_png(path: str, max_pixels: int) -> np.ndarray:
         raise ImageReadError(
             path, f"decoded size {arr.shape[:2]} differs from header {height}x{width}"
         )
-    arr = _to_gray(arr)
+    arr = to_gray(arr)
     if arr.dtype == np.uint8:
         return arr.astype(np.float32) / 255.0
     if arr.dtype != np.uint16:
@@ -220,12 +267,14 @@ def _read_png(path: str, max_pixels: int) -> np.ndarray:
     return arr.astype(np.float32) / float((1 << bits) - 1)
 
 
-def _read_pil(path: str, max_pixels: int) -> np.ndarray:
+def _read_pil(path: str, max_pixels: int, max_bytes: int) -> np.ndarray:
     """JPEG (via cv2, faster) and GIF (via Pillow, palette-aware)."""
     from PIL import Image
 
     with Image.open(path) as im:
-        check_pixels(path, im.size[1], im.size[0], max_pixels, f"{im.format} ")
+        bands = len(im.getbands()) * (2 if im.mode.startswith("I;16") else 1)
+        check_pixels(path, im.size[1], im.size[0], max_pixels, f"{im.format} ",
+                     bytes_per_pixel=bands, max_bytes=max_bytes)  # fmt: skip
         size, fmt = (im.size[1], im.size[0]), im.format
         if fmt == "GIF":
             arr = np.asarray(im.convert("L"))
@@ -233,62 +282,28 @@ def _read_pil(path: str, max_pixels: int) -> np.ndarray:
         arr = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
         if arr is None:
             raise ImageReadError(path, f"corrupt or truncated {fmt} data")
-        arr = _to_gray(arr)
+        arr = to_gray(arr)
     if arr.shape[:2] != size:
         raise ImageReadError(path, f"decoded size {arr.shape[:2]} differs from header {size}")
     scale = 65535.0 if arr.dtype == np.uint16 else 255.0
     return arr.astype(np.float32) / scale
 
 
-# ---------------------------------------------------------------------------------- MHA / JSRT
-
-
-def _mha_shape(path: str) -> Tuple[int, int]:
-    import SimpleITK as sitk
-
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(path)
-    reader.ReadImageInformation()
-    size = reader.GetSize()  # (x, y[, z])
-    if len(size) == 3 and size[2] != 1:
-        raise ImageReadError(path, f"MetaImage is a {size[2]}-slice volume, expected one 2-D image")
-    if len(size) not in (2, 3):
-        raise ImageReadError(path, f"MetaImage has {len(size)} dimensions, expected 2")
-    return int(size[1]), int(size[0])
-
-
-def _read_mha(path: str, max_pixels: int) -> np.ndarray:
-    import SimpleITK as sitk
-
-    height, width = _mha_shape(path)
-    check_pixels(path, height, width, max_pixels, "MetaImage ")
-    arr = sitk.GetArrayFromImage(sitk.ReadImage(path))
-    arr = arr.reshape(arr.shape[-3:] if arr.ndim == 4 else arr.shape)
-    if arr.ndim == 3 and arr.shape[0] == 1:
-        arr = arr[0]
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4):  # vector pixels
-        arr = _to_gray(arr[..., 2::-1].copy())
-    if arr.shape != (height, width):
-        raise ImageReadError(path, f"MetaImage data shape {arr.shape} differs from header")
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / 255.0
-    arr = arr.astype(np.float32)
-    lo, hi = float(arr.min()), float(arr.max())
-    return (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+# ---------------------------------------------------------------------------------- JSRT
 
 
 def _jsrt_side(path: str) -> int:
     nbytes = os.path.getsize(path)
     side = int(math.isqrt(nbytes // 2))
-    if nbytes % 2 or side * side * 2 != nbytes:
+    if nbytes % 2 or side * side * 2 != nbytes or side == 0:
         raise ImageReadError(
             path, f"JSRT raw file has {nbytes} bytes, not 2*N*N for a square 16-bit image"
         )
     return side
 
 
-def _read_jsrt(path: str, max_pixels: int) -> np.ndarray:
+def _read_jsrt(path: str, max_pixels: int, max_bytes: int) -> np.ndarray:
     side = _jsrt_side(path)
-    check_pixels(path, side, side, max_pixels, "JSRT ")
+    check_pixels(path, side, side, max_pixels, "JSRT ", bytes_per_pixel=2, max_bytes=max_bytes)
     raw = np.fromfile(path, dtype=">u2").reshape(side, side)
     return (4095.0 - np.minimum(raw, 4095).astype(np.float32)) / 4095.0

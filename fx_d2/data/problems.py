@@ -6,9 +6,10 @@ logged as a warning the first time and only at DEBUG level when the same problem
 :func:`reported_problems` keeps the last counts of every dataset for reports.
 """
 
+import contextlib
 import logging
 from collections import OrderedDict
-from typing import Dict, List, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 __all__ = ["DatasetProblemError", "ProblemLog", "reported_problems", "log_once"]
 
@@ -36,6 +37,14 @@ def reported_problems() -> Dict[str, Dict[str, int]]:
     return {name: dict(counts) for name, counts in _REPORTED.items() if counts}
 
 
+# What malformed data makes record-building code raise (a wrong type, a missing key, a huge or
+# non-finite number, undecodable text); anything else (e.g. OSError) is not about one record.
+RECORD_ERRORS = (
+    ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError, UnicodeError,
+    RecursionError,
+)  # fmt: skip
+
+
 class DatasetProblemError(ValueError):
     """Raised for bad input in strict mode, or when a dataset folder is missing."""
 
@@ -45,8 +54,8 @@ class ProblemLog:
 
     Kinds used by the sources (docs/datasets.md): ``missing_image``, ``missing_mask``,
     ``bad_image``, ``unknown_class``, ``unlabelled_study``, ``rle_overflow``, ``box_clipped``,
-    ``box_degenerate``, ``path_outside_root``, ``bad_row``. In strict mode the first problem raises
-    :class:`DatasetProblemError`.
+    ``box_degenerate``, ``path_outside_root``, ``bad_id``, ``bad_encoding``, ``split_overlap``,
+    ``bad_row``. In strict mode the first problem raises :class:`DatasetProblemError`.
     """
 
     def __init__(self, name: str, strict: bool = False, max_examples: int = 5):
@@ -65,6 +74,19 @@ class ProblemLog:
         examples = self.examples.setdefault(kind, [])
         if len(examples) < self.max_examples:
             examples.append(text)
+
+    @contextlib.contextmanager
+    def guard(self, where: str, kind: str = "bad_row") -> Iterator[None]:
+        """Build one record inside ``with problems.guard(where):``; if malformed data makes the
+        body raise (:data:`RECORD_ERRORS`), the rest of the body is skipped and the error is
+        recorded as ``kind`` under ``where`` (file and line or entry index), so one bad record
+        never stops a dataset. Strict mode raises :class:`DatasetProblemError` instead."""
+        try:
+            yield
+        except DatasetProblemError:
+            raise
+        except RECORD_ERRORS as e:
+            self.add(kind, where, f"{type(e).__name__}: {e}")
 
     def total(self) -> int:
         """Number of problems recorded."""

@@ -8,20 +8,29 @@ candid_ptx, siim_acr and chexmask_vindr), and their conversion to COCO RLE.
   use absolute 1-based starts instead; ``mode="auto"`` / :func:`detect_rle_mode` detect them.
 * **CheXmask** (``*_chexmask_rle``): pairs ``(start, length)`` with **absolute, 1-based** starts in
   **row-major** (C) order over ``Height x Width``.
-* **COCO** (``mask_to_coco_rle`` / ``coco_rle_to_mask``): pycocotools' compressed RLE, the format of
-  Detectron2 annotation ``segmentation`` dicts: ``{"size": [h, w], "counts": str}``.
+* **COCO** (``mask_to_coco_rle`` / ``coco_rle_to_mask``, in :mod:`.coco_rle`, re-exported here):
+  pycocotools' compressed RLE, the format of Detectron2 annotation ``segmentation`` dicts:
+  ``{"size": [h, w], "counts": str}``.
 
 Decoders return bool arrays (H, W); :func:`siim_rle_to_coco` and :func:`chexmask_rle_to_coco` go
 straight to ``(COCO RLE, XYXY box)`` without rasterising (what the dataset loaders use). A run that
-goes past the image raises :class:`RLEOverflowError` (a ``ValueError``) naming the run; callers
-prefix the file and line.
+goes past the image, or a value larger than the image's pixel count, raises
+:class:`RLEOverflowError` (a ``ValueError``) naming the run; callers prefix the file and line.
+
+Strictness: values are ASCII digits separated by ASCII whitespace and nothing else (no sign, no
+``_``, no other script's digits, no exponent); COCO ``counts`` are non-negative integers (a float
+is not truncated); mask sides are 1..65535 (DICOM's limit), at most 1e8 pixels. Anything else is
+a ``ValueError``, never another exception type.
 """
 
 import math
+import re
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import pycocotools.mask as mask_util
+
+from .coco_rle import MAX_SIDE, check_mask_size, coco_rle_to_mask, mask_to_coco_rle
 
 __all__ = [
     "RLEOverflowError",
@@ -35,11 +44,16 @@ __all__ = [
     "mask_to_coco_rle",
     "coco_rle_to_mask",
     "is_empty_rle",
+    "MAX_SIDE",
 ]
 
 
 class RLEOverflowError(ValueError):
     """An RLE run ends past the last pixel of the image."""
+
+
+_ASCII_SPACE = re.compile(r"[ \t\r\n\f\v]+")
+_MAX_DIGITS = 18  # < 2**63: every accepted value fits an int64
 
 
 def is_empty_rle(rle: Any) -> bool:
@@ -52,41 +66,62 @@ def is_empty_rle(rle: Any) -> bool:
     return text in ("", "-1")
 
 
-def _parse_pairs(rle: str, what: str) -> Tuple[np.ndarray, np.ndarray]:
-    tokens = str(rle).split()
-    if len(tokens) % 2:
-        raise ValueError(f"{what} RLE has an odd number of values ({len(tokens)}); expected pairs")
-    try:
-        values = np.array([int(t) for t in tokens], dtype=np.int64)
-    except ValueError:
-        bad = next((t for t in tokens if not t.lstrip("-").isdigit()), "")
-        raise ValueError(f"{what} RLE value {bad!r} is not an integer") from None
-    except OverflowError:
-        raise ValueError(f"{what} RLE has a value too large for a pixel index") from None
-    if values.size and values.min() < 0:
-        i = int(np.argmax(values < 0))
-        raise ValueError(f"{what} RLE value #{i} is negative ({values[i]})")
-    return values[0::2], values[1::2]
+def _values(rle: Any, what: str) -> List[int]:
+    """The integers of an RLE string (see the module docstring for what is accepted).
+
+    Raises:
+        ValueError: a token that is not ASCII digits, or one with more than 18 digits.
+    """
+    text = (rle if isinstance(rle, str) else str(rle)).strip(" \t\r\n\f\v")
+    tokens = _ASCII_SPACE.split(text) if text else []
+    for i, token in enumerate(tokens):
+        if not (token.isascii() and token.isdigit()):
+            negative = token[:1] == "-" and token[1:].isascii() and token[1:].isdigit()
+            why = "is negative" if negative else "is not an integer of ASCII digits"
+            raise ValueError(
+                f"{what} RLE value #{i} {token[:20]!r} {why} (no sign, '_' or other digits)"
+            )
+        if len(token) > _MAX_DIGITS:
+            raise RLEOverflowError(
+                f"{what} RLE value #{i} {token[:24]!r} has more than {_MAX_DIGITS} digits (too "
+                "large for any mask)"
+            )
+    return [int(t) for t in tokens]
 
 
-def _check_size(height: int, width: int) -> int:
-    if height <= 0 or width <= 0:
-        raise ValueError(f"RLE mask size must be positive, got {height}x{width}")
-    return int(height) * int(width)
+def _parse_pairs(rle: str, what: str, total: int) -> Tuple[np.ndarray, np.ndarray]:
+    """``(first values, lengths)`` of the pairs of an RLE string over ``total`` pixels.
+
+    Raises:
+        ValueError: malformed; RLEOverflowError: a value larger than ``total``.
+    """
+    values = _values(rle, what)
+    if len(values) % 2:
+        raise ValueError(f"{what} RLE has an odd number of values ({len(values)}); expected pairs")
+    array = np.array(values, dtype=np.int64)
+    if array.size and int(array.max()) > total:
+        i = int(np.argmax(array > total))
+        raise RLEOverflowError(
+            f"{what} RLE value #{i} ({values[i]}) goes past the {total} pixels of the mask"
+        )
+    return array[0::2], array[1::2]
 
 
 def _paint_runs(
     starts: np.ndarray, lengths: np.ndarray, total: int, what: str, height: int, width: int
 ) -> np.ndarray:
-    """Flat bool array with ``[start, start+length)`` set; raises on a run past ``total``."""
+    """Flat bool array with ``[start, start+length)`` set; raises on a run past ``total``
+    (zero-length runs paint nothing and are ignored, as in :func:`_merged_runs`)."""
     ends = starts + lengths
-    over = np.flatnonzero(ends > total)
+    over = np.flatnonzero((ends > total) & (lengths > 0))
     if over.size:
         i = int(over[0])
         raise RLEOverflowError(
             f"{what} RLE run #{i} (0-based start {int(starts[i])}, length {int(lengths[i])}) ends "
             f"at pixel {int(ends[i])}, past the {total} pixels of a {height}x{width} mask"
         )
+    keep = lengths > 0
+    starts, ends = starts[keep], ends[keep]
     diff = np.zeros(total + 1, np.int32)
     np.add.at(diff, starts, 1)
     np.add.at(diff, ends, -1)
@@ -121,10 +156,10 @@ def decode_siim_rle(
     Raises:
         ValueError: malformed string, or a run past the image.
     """
-    total = _check_size(height, width)
+    total = check_mask_size(height, width)
     if is_empty_rle(rle):
         return np.zeros((height, width), bool)
-    first, lengths = _parse_pairs(rle, "SIIM")
+    first, lengths = _parse_pairs(rle, "SIIM", total)
     starts = _siim_starts(first, lengths, mode)
     flat = _paint_runs(starts, lengths, total, "SIIM", height, width)
     return flat.reshape((height, width), order="F")
@@ -163,10 +198,10 @@ def decode_chexmask_rle(rle: Optional[str], height: int, width: int) -> np.ndarr
     Empty/None/NaN/"-1" gives an empty mask. Raises ValueError on a malformed string, a start of 0
     or a run past the image.
     """
-    total = _check_size(height, width)
+    total = check_mask_size(height, width)
     if is_empty_rle(rle):
         return np.zeros((height, width), bool)
-    starts, lengths = _parse_pairs(rle, "CheXmask")
+    starts, lengths = _parse_pairs(rle, "CheXmask", total)
     if starts.size and starts.min() < 1:
         raise ValueError("CheXmask RLE has a start below 1 (starts are 1-based)")
     flat = _paint_runs(starts - 1, lengths, total, "CheXmask", height, width)
@@ -181,59 +216,6 @@ def encode_chexmask_rle(mask: np.ndarray) -> str:
     starts, lengths = _runs(mask.ravel(order="C"))
     pairs = np.stack([starts + 1, lengths], axis=1).ravel()
     return " ".join(map(str, pairs.tolist()))
-
-
-def mask_to_coco_rle(mask: np.ndarray) -> Dict[str, Any]:
-    """bool (H, W) mask -> COCO compressed RLE ``{"size": [h, w], "counts": str}`` (JSON-safe)."""
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise ValueError(f"mask must be 2-D (H, W), got shape {mask.shape}")
-    rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode()}
-
-
-def coco_rle_to_mask(rle: Dict[str, Any]) -> np.ndarray:
-    """COCO RLE dict (compressed ``counts`` str/bytes, or uncompressed list) -> bool (H, W)."""
-    if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
-        raise ValueError(f"not a COCO RLE dict with 'size' and 'counts': {type(rle).__name__}")
-    h, w = (int(v) for v in rle["size"])
-    counts = rle["counts"]
-    if isinstance(counts, list):
-        if sum(counts) != h * w:
-            raise ValueError(f"COCO RLE counts sum to {sum(counts)}, not {h}x{w}={h * w}")
-        obj = mask_util.frPyObjects({"size": [h, w], "counts": counts}, h, w)
-    else:
-        raw = counts.encode() if isinstance(counts, str) else bytes(counts)
-        total = sum(_coco_counts(raw))  # pycocotools does not check this and reads garbage
-        if total != h * w:
-            raise ValueError(f"COCO RLE counts sum to {total}, not {h}x{w}={h * w}")
-        obj = {"size": [h, w], "counts": raw}
-    return mask_util.decode(obj).astype(bool)
-
-
-def _coco_counts(raw: bytes) -> list:
-    """Run lengths of a compressed COCO counts string (6-bit chunks, deltas from the run i-2)."""
-    counts, i = [], 0
-    while i < len(raw):
-        value, shift, more = 0, 0, True
-        while more:
-            if i >= len(raw):
-                raise ValueError("COCO RLE counts string ends inside a value")
-            c = raw[i] - 48
-            if not 0 <= c < 64:
-                raise ValueError(f"COCO RLE counts has an invalid character {chr(raw[i])!r}")
-            value |= (c & 0x1F) << shift
-            more = bool(c & 0x20)
-            i += 1
-            shift += 5
-            if not more and c & 0x10:
-                value |= -1 << shift
-        if len(counts) > 2:
-            value += counts[-2]
-        counts.append(value)
-    if any(v < 0 for v in counts):
-        raise ValueError("COCO RLE counts has a negative run length")
-    return counts
 
 
 # ------------------------------------------------------------------- straight to COCO (loaders)
@@ -294,9 +276,10 @@ def siim_rle_to_coco(
     Raises:
         ValueError: malformed string; RLEOverflowError: a run past the ``height x width`` image.
     """
+    total = check_mask_size(height, width)
     if is_empty_rle(rle):
         return None
-    first, lengths = _parse_pairs(rle, "SIIM")
+    first, lengths = _parse_pairs(rle, "SIIM", total)
     runs = _merged_runs(_siim_starts(first, lengths, mode), lengths, height, width)
     if runs is None:
         return None
@@ -324,8 +307,8 @@ def detect_rle_mode(rles: Iterable[str]) -> str:
         if is_empty_rle(rle):
             continue
         try:
-            values = np.array(str(rle).split(), dtype=np.int64)
-        except (ValueError, OverflowError):
+            values = np.array(_values(rle, "SIIM"), dtype=np.int64)
+        except ValueError:
             continue  # reported when the row is converted
         first, lengths = values[0::2], values[1::2]
         if len(first) < 2 or len(first) != len(lengths):
@@ -364,9 +347,10 @@ def chexmask_rle_to_coco(
     Raises:
         ValueError: malformed string, a start below 1; RLEOverflowError: a run past the image.
     """
+    total = check_mask_size(height, width)
     if is_empty_rle(rle):
         return None
-    starts, lengths = _parse_pairs(rle, "CheXmask")
+    starts, lengths = _parse_pairs(rle, "CheXmask", total)
     if starts.size and starts.min() < 1:
         raise ValueError("CheXmask RLE has a start below 1 (starts are 1-based)")
     starts = starts - 1

@@ -307,7 +307,9 @@ def evaluate_checkpoint(trainer_cls, cfg, resume: bool = False, eval_teacher: bo
     model = trainer_cls.build_model(cfg)
     teacher = EMATeacher(model) if eval_teacher else None
     extra = {"ema_teacher": teacher} if teacher is not None else {}
-    checkpointer = FXCheckpointer(model, cfg.OUTPUT_DIR, **extra)
+    checkpointer = FXCheckpointer(
+        model, cfg.OUTPUT_DIR, trust_pickle=cfg.MODEL.FX.TRUST_PICKLE, **extra
+    )
     path = cfg.MODEL.WEIGHTS
     if resume and checkpointer.has_checkpoint():
         path = checkpointer.get_checkpoint_file()

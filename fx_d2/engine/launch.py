@@ -4,6 +4,9 @@ Detectron2 0.6's ``launch`` asserts CUDA; this one starts ``num_gpus_per_machine
 machine with ``torch.multiprocessing`` and initialises the process group with NCCL when CUDA is
 available, else gloo (then "GPUs" means CPU processes). Detectron2's ``comm`` helpers (rank, local
 rank, local process group) work inside ``main_func`` as with Detectron2's own launcher.
+
+A process started by another launcher (torchrun, a SLURM or Kubernetes job that sets ``RANK`` /
+``WORLD_SIZE`` / ...) spawns nothing and joins that launcher's process group (env_launch.py).
 """
 
 import logging
@@ -15,6 +18,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from detectron2.utils import comm
+
+from .env_launch import external_launcher_env, join_external_group
 
 __all__ = ["launch", "DEFAULT_TIMEOUT"]
 
@@ -38,7 +43,9 @@ def launch(
     args: Sequence[Any] = (),
     timeout: timedelta = DEFAULT_TIMEOUT,
 ) -> None:
-    """Run ``main_func(*args)`` in ``num_machines * num_gpus_per_machine`` processes.
+    """Run ``main_func(*args)`` in ``num_machines * num_gpus_per_machine`` processes, or, when
+    an external launcher started this process (``RANK`` and ``WORLD_SIZE`` set), in this process
+    as one rank of that launcher's process group (the machine arguments are then ignored).
 
     Args:
         main_func: a picklable (module-level) function.
@@ -49,6 +56,18 @@ def launch(
         args: arguments of ``main_func``.
         timeout: process-group timeout.
     """
+    external = external_launcher_env()
+    if external is not None:
+        if num_gpus_per_machine > 1 or num_machines > 1:
+            logger.warning(
+                "RANK / WORLD_SIZE are set (torchrun, SLURM, ...): --num-gpus %d and "
+                "--num-machines %d are ignored, this process joins the launcher's %d processes",
+                num_gpus_per_machine,
+                num_machines,
+                external["world_size"],
+            )
+        join_external_group(main_func, external, tuple(args), timeout)
+        return
     world_size = num_machines * num_gpus_per_machine
     if world_size <= 1:
         main_func(*args)

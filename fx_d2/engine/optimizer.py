@@ -104,7 +104,8 @@ def check_optimizer_coverage(optimizer: torch.optim.Optimizer, model: nn.Module)
 
 
 def build_fx_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
-    """Optimizer from ``SOLVER.FX.OPTIMIZER`` over :func:`fx_param_groups` of ``model``.
+    """Optimizer from ``SOLVER.FX.OPTIMIZER`` over :func:`fx_param_groups` of ``model``
+    (AdamW is the fused implementation when every parameter is on CUDA).
 
     Reads ``SOLVER.BASE_LR``, ``WEIGHT_DECAY``, ``MOMENTUM`` (SGD), ``SOLVER.FX.{BETAS,
     BACKBONE_LR_FACTOR, CLS_HEAD_LR_FACTOR, NO_DECAY_NORM_BIAS, DATASET_HEAD_LR_FACTOR}``.
@@ -121,7 +122,12 @@ def build_fx_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
     )
     name = fx.OPTIMIZER.lower()
     if name == "adamw":
-        optimizer = torch.optim.AdamW(groups, lr=cfg.SOLVER.BASE_LR, betas=tuple(fx.BETAS))
+        # CUDA: one fused kernel for all parameters (fewer launches than foreach); the CPU keeps
+        # torch's default implementation (unchanged numerics)
+        fused = all(p.is_cuda for g in groups for p in g["params"]) or None
+        optimizer = torch.optim.AdamW(
+            groups, lr=cfg.SOLVER.BASE_LR, betas=tuple(fx.BETAS), fused=fused
+        )
     elif name == "sgd":
         optimizer = torch.optim.SGD(groups, lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM)
     else:

@@ -27,9 +27,11 @@ from fx_d2.config import per_task
 from fx_d2.data.catalog import TASKS, dataset_name, load_dataset_dicts
 from fx_d2.modeling.teacher import EMATeacher, unwrap_model
 
+from .accelerate import prepare_training_model
 from .evaluate import FXEvaluationRunner, eval_datasets
 from .hooks import CycleEvalHook, EMAHook, FXCheckpointHook, LockReleaseHook
 from .optimizer import build_fx_optimizer
+from .preflight import check_datasets, validate_config
 from .progress import ProgressHook, TrainingProgress, phase_label
 from .registry import TRAINER_REGISTRY
 from .rng import preserved_rng, restore_rng_state
@@ -71,6 +73,7 @@ class LockReleaseTrainer(TrainStepMixin, ResumableStateMixin, TrainerEvalMixin, 
 
     def __init__(self, cfg):
         super().__init__()
+        validate_config(cfg)  # preflight: a bad value fails here, in seconds, with its key named
         self.cfg = cfg
         if comm.is_main_process() and cfg.OUTPUT_DIR:
             os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
@@ -101,7 +104,11 @@ class LockReleaseTrainer(TrainStepMixin, ResumableStateMixin, TrainerEvalMixin, 
         if self.grad_scaler is not None:
             checkpointables["grad_scaler"] = self.grad_scaler
         self.checkpointer = FXCheckpointer(
-            student, cfg.OUTPUT_DIR, keep_last=cfg.SOLVER.FX.KEEP_LAST, **checkpointables
+            student,
+            cfg.OUTPUT_DIR,
+            keep_last=cfg.SOLVER.FX.KEEP_LAST,
+            trust_pickle=cfg.MODEL.FX.TRUST_PICKLE,
+            **checkpointables,
         )
         self.evaluation = FXEvaluationRunner(
             cfg,
@@ -131,12 +138,17 @@ class LockReleaseTrainer(TrainStepMixin, ResumableStateMixin, TrainerEvalMixin, 
         self._rng_states: Optional[List[Dict[str, Any]]] = None
         self._pending_rng: Optional[Dict[str, Any]] = None
         self.register_hooks(self.build_hooks())
+        # preflight: every stage's data and every test set is read now, not when it is needed
+        check_datasets(
+            self.stages, self.stage_data, self.evaluation.datasets, cfg.DATASETS.FX.STRICT
+        )
 
     # ------------------------------------------------------------------------------ builders
     @classmethod
     def build_model(cls, cfg) -> torch.nn.Module:
-        """Detectron2 ``build_model`` (META_ARCH_REGISTRY), logged."""
-        model = build_model(cfg)
+        """Detectron2 ``build_model`` (META_ARCH_REGISTRY) with the speed options of
+        :func:`prepare_training_model` (channels-last on CUDA, ``MODEL.FX.COMPILE``), logged."""
+        model = prepare_training_model(build_model(cfg), cfg)
         count = sum(p.numel() for p in model.parameters())
         logger.info("Model %s: %.2fM parameters", type(model).__name__, count / 1e6)
         return model

@@ -1,14 +1,17 @@
 """Resumable state of the Lock-Release trainer (what the ``trainer`` checkpoint entry holds).
 
 Besides Detectron2's iteration and hook states: the RNG states of every rank (restored right before
-the first resumed step), the data seed, the skipped-image count and the position of every data
-stream. Stream positions are a function of the schedule; saving them lets a run whose schedule was
-changed continue each stream where it stopped.
+the first resumed step), the floating-point buffers of every rank's student (DDP runs with
+``broadcast_buffers=False``, so e.g. BatchNorm statistics differ per rank and the model entry holds
+rank 0's only), the data seed, the skipped-image count and the position of every data stream.
+Stream positions are a function of the schedule; saving them lets a run whose schedule was changed
+continue each stream where it stopped.
 """
 
 import logging
 from typing import Any, Dict
 
+import torch
 from detectron2.utils import comm
 
 from .rng import capture_rng_state
@@ -23,9 +26,15 @@ class ResumableStateMixin:
     ``skipped_images``, ``_stream_offsets``, ``_rng_states`` and ``_pending_rng``."""
 
     def capture_rng_states(self) -> None:
-        """Gather the RNG states of every rank (collective; called before a checkpoint)."""
+        """Gather the RNG states and, in a distributed run, the student's float buffers of every
+        rank (collective; called before a checkpoint)."""
         state = capture_rng_state()
-        self._rng_states = comm.all_gather(state) if comm.get_world_size() > 1 else [state]
+        if comm.get_world_size() == 1:
+            self._rng_states = [state]
+            return
+        self._rng_states = comm.all_gather(state)
+        buffers = {n: b.detach().cpu().clone() for n, b in _float_buffers(self.student).items()}
+        self._rank_buffers = comm.all_gather(buffers)
 
     def stream_position(self, iteration: int, dataset: str, task: str) -> int:
         """Batches the ``(dataset, task)`` stream delivered before ``iteration``."""
@@ -47,6 +56,8 @@ class ResumableStateMixin:
                 stages=[f"{k}:{t}" for k, t in self.stages],
             ),
         )
+        if getattr(self, "_rank_buffers", None):
+            ret["rank_buffers"] = self._rank_buffers
         return ret
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
@@ -77,3 +88,19 @@ class ResumableStateMixin:
                 len(states),
                 world,
             )
+        buffers = state.get("rank_buffers") or []
+        if world > 1 and len(buffers) == world:  # the model entry holds rank 0's buffers
+            own = _float_buffers(self.student)
+            for name, value in buffers[rank].items():
+                if name in own:
+                    own[name].copy_(value)
+        elif world > 1:
+            logger.warning(
+                "Checkpoint has no per-rank buffers for %d ranks: rank 0's are used", world
+            )
+
+
+def _float_buffers(model) -> Dict[str, Any]:
+    """The model's floating-point buffers that are in its state_dict, by name."""
+    names = set(model.state_dict().keys())
+    return {n: b for n, b in model.named_buffers() if n in names and torch.is_floating_point(b)}

@@ -28,12 +28,13 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 
 def consistency_loss(
-    student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor]
+    student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor], normalize: bool = True
 ) -> torch.Tensor:
     """Mean over the feature list of ``MSE(l2n(student), l2n(teacher))``.
 
-    Each tensor is (N, C) or (N, C, H, W) and is L2-normalised over channels (dim 1); the MSE is the
-    mean over all elements. The teacher side is detached.
+    Each tensor is (N, C, ...) and is L2-normalised over channels (dim 1) unless ``normalize`` is
+    False (the reference's classification consistency); the MSE is the mean over all elements.
+    The teacher side is detached.
     """
     if len(student) != len(teacher) or not student:
         raise ValueError(f"consistency_loss: {len(student)} student vs {len(teacher)} features")
@@ -43,7 +44,10 @@ def consistency_loss(
             raise ValueError(
                 f"consistency_loss: student {tuple(s.shape)} vs teacher {tuple(t.shape)}"
             )
-        terms.append(F.mse_loss(F.normalize(s, dim=1), F.normalize(t.detach(), dim=1)))
+        t = t.detach()
+        if normalize:
+            s, t = F.normalize(s, dim=1), F.normalize(t, dim=1)
+        terms.append(F.mse_loss(s, t))
     return torch.stack(terms).mean()
 
 

@@ -11,7 +11,7 @@ installed wheel. Importing this package registers ``FXToyModel`` (META_ARCH_REGI
 ``SyntheticLockReleaseTrainer`` (TRAINER_REGISTRY).
 """
 
-from .model import TINY_CONFIG, synthetic_batch, synthetic_metadata, tiny_cfg
+from .model import TINY_CONFIG, TINY_DINO_OPTS, synthetic_batch, synthetic_metadata, tiny_cfg
 from .toy_model import FXToyModel
 from .trainer import (
     TOY_CONFIG,
@@ -26,6 +26,7 @@ from .trainer import (
 
 __all__ = [
     "TINY_CONFIG",
+    "TINY_DINO_OPTS",
     "tiny_cfg",
     "synthetic_metadata",
     "synthetic_batch",

@@ -14,10 +14,28 @@ from detectron2.structures import Boxes, Instances
 
 from fx_d2.data.catalog import dataset_name
 
-__all__ = ["TINY_CONFIG", "tiny_cfg", "synthetic_metadata", "synthetic_batch"]
+__all__ = ["TINY_CONFIG", "TINY_DINO_OPTS", "tiny_cfg", "synthetic_metadata", "synthetic_batch"]
 
 # shipped as package data (fx_d2/testing/configs), so it works from a wheel install too
 TINY_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "tiny.yaml")
+
+
+# Options (a merge_from_list list) that turn the tiny model's localization into a tiny "dino":
+# the reference's structure (3 Swin levels + 1 extra, two-stage, denoising) at toy sizes.
+TINY_DINO_OPTS = [
+    "MODEL.FX.LOC_DECODER.NAME", "dino",
+    "MODEL.FX.LOC_DECODER.IN_FEATURES", ["res3", "res4", "res5"],
+    "MODEL.FX.DINO.HIDDEN_DIM", 32,
+    "MODEL.FX.DINO.NUM_HEADS", 2,
+    "MODEL.FX.DINO.FFN_DIM", 64,
+    "MODEL.FX.DINO.ENC_LAYERS", 1,
+    "MODEL.FX.DINO.DEC_LAYERS", 2,
+    "MODEL.FX.DINO.ENC_POINTS", 2,
+    "MODEL.FX.DINO.DEC_POINTS", 2,
+    "MODEL.FX.DINO.NUM_QUERIES", 30,
+    "MODEL.FX.DINO.NUM_SELECT", 30,
+    "MODEL.FX.DINO.DN_NUMBER", 10,
+]  # fmt: skip
 
 
 def tiny_cfg(

@@ -20,8 +20,10 @@ import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import HookBase
 from detectron2.structures import Boxes, BoxMode, Instances
+from detectron2.utils import comm
 
 from fx_d2.data.catalog import dataset_name
+from fx_d2.engine.env_launch import elastic_restart_count
 from fx_d2.engine.registry import TRAINER_REGISTRY
 from fx_d2.engine.trainer import LockReleaseTrainer
 
@@ -161,8 +163,13 @@ class SyntheticMapper:
 class SyntheticLockReleaseTrainer(LockReleaseTrainer):
     """LockReleaseTrainer on :func:`register_synthetic` data (tests and benchmarks).
 
-    Environment: ``FX_TEST_SIGKILL_AFTER=N`` kills the process with SIGKILL after iteration N
-    (after that iteration's hooks), to test resuming after a crash.
+    Environment (test hooks):
+
+    * ``FX_TEST_SIGKILL_AFTER=N`` kills the process with SIGKILL after iteration N (after that
+      iteration's hooks), to test resuming after a crash; only on a first attempt (not in a
+      worker group TorchElastic restarted), and with ``FX_TEST_SIGKILL_RANK=r`` only on rank r.
+    * ``FX_TEST_RECORD_DIR=dir`` writes ``dir/rank<r>.pt`` at the end of training: the phase of
+      every iteration run, lock checks, student parameters, world size, restart count.
     """
 
     @classmethod
@@ -176,8 +183,15 @@ class SyntheticLockReleaseTrainer(LockReleaseTrainer):
     def build_hooks(self):
         ret = super().build_hooks()
         kill_after = os.environ.get("FX_TEST_SIGKILL_AFTER")
-        if kill_after:
+        kill_rank = os.environ.get("FX_TEST_SIGKILL_RANK")
+        if (
+            kill_after
+            and elastic_restart_count() == 0
+            and (kill_rank is None or int(kill_rank) == comm.get_rank())
+        ):
             ret.append(_KillHook(int(kill_after)))
+        if os.environ.get("FX_TEST_RECORD_DIR"):
+            ret.append(_RankRecorder(os.environ["FX_TEST_RECORD_DIR"]))
         return ret
 
 
@@ -247,11 +261,32 @@ class _PhaseRecorder(HookBase):
             ))  # fmt: skip
 
 
+class _RankRecorder(_PhaseRecorder):
+    """A :class:`_PhaseRecorder` that saves its record per rank at the end of training."""
+
+    def __init__(self, out_dir: str):
+        super().__init__()
+        self.out_dir = out_dir
+
+    def after_train(self):
+        os.makedirs(self.out_dir, exist_ok=True)
+        torch.save(
+            dict(
+                phases=self.phases,
+                lock_checks=self.lock_checks,
+                params={n: p.detach() for n, p in self.trainer.student.named_parameters()},
+                world_size=comm.get_world_size(),
+                local_rank=comm.get_local_rank(),
+                restart_count=elastic_restart_count(),
+                completed=self.trainer.iter >= self.trainer.max_iter,
+            ),
+            os.path.join(self.out_dir, f"rank{comm.get_rank()}.pt"),
+        )
+
+
 def ddp_check_main(out_dir: str, opts: Sequence[Any] = ()) -> None:
     """Train the toy config in each process of a ``launch`` and save, per rank,
     ``rank<r>.pt``: phases per iteration, lock checks, student parameters, teacher state."""
-    from detectron2.utils import comm
-
     register_synthetic("synth")
     cfg = toy_cfg(list(opts) + ["OUTPUT_DIR", out_dir])
     trainer = SyntheticLockReleaseTrainer(cfg)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from fx_d2.checkpoint.fx_checkpointer import FXCheckpointer
+from fx_d2.checkpoint.loading import CheckpointLoadError
 from fx_d2.engine.rng import capture_rng_state, preserved_rng, restore_rng_state, seeded_rng
 from fx_d2.modeling.teacher import EMATeacher
 
@@ -83,7 +84,9 @@ class Opaque:  # not allow-listed by torch.load(weights_only=True)
     pass
 
 
-def test_unsafe_files_only_loaded_from_our_own_folder(tmp_path):
+def test_unsafe_files_refused_even_in_our_own_folder(tmp_path):
+    # Before: a file in OUTPUT_DIR that weights_only refused was unpickled fully ("we wrote it
+    # ourselves"), so a planted model_XXXXXXX.pth ran its code. Now only trust_pickle does that.
     model = _model(0)
     own, foreign = tmp_path / "out", tmp_path / "elsewhere"
     own.mkdir()
@@ -91,11 +94,12 @@ def test_unsafe_files_only_loaded_from_our_own_folder(tmp_path):
     payload = {"model": model.state_dict(), "extra": Opaque()}
     torch.save(payload, own / "model_0000001.pth")
     torch.save(payload, foreign / "weights.pth")
-    ck = FXCheckpointer(_model(1), str(own))
-    ck.load(str(own / "model_0000001.pth"))
-    assert torch.equal(ck.model[0].weight, model[0].weight)
-    with pytest.raises(RuntimeError, match="weights_only"):
-        ck.load(str(foreign / "weights.pth"))
+    for path in (own / "model_0000001.pth", foreign / "weights.pth"):
+        with pytest.raises(CheckpointLoadError, match=f"{path.name}.*Opaque.*--trust-pickle"):
+            FXCheckpointer(_model(1), str(own)).load(str(path))
+    trusted = FXCheckpointer(_model(1), str(own), trust_pickle=True)
+    trusted.load(str(foreign / "weights.pth"))
+    assert torch.equal(trusted.model[0].weight, model[0].weight)
 
 
 def test_save_weights_loads_as_model_weights(tmp_path):

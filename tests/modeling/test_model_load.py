@@ -6,7 +6,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 
-from fx_d2.modeling.load import load_foundation_x_weights
+from fx_d2.checkpoint.model_weights import load_foundation_x_weights
 from fx_d2.testing.model import synthetic_metadata, tiny_cfg
 
 KEY, CLS = "h5load_all", "h5load_cls"

@@ -129,7 +129,7 @@ def test_bad_input(demo, tmp_path):
     # P1 is a test patient under the md5 rule, so the escaping row is tried in this split.
     assert (
         hash_split(KEY, "P1", TRAIN_VAL_TEST) == "test"
-        and problems.counts["path_outside_root"] == 1
+        and problems.counts["bad_id"] == 1  # an id with path components
     )
     assert "Pneumothorax_reports.csv:" in problems.examples["rle_overflow"][0]
     with pytest.raises(DatasetProblemError):

@@ -99,7 +99,7 @@ def test_bad_input(demo, tmp_path):
         "box_degenerate": 1,
         "bad_row": 1,
         "missing_image": 1,
-        "path_outside_root": 1,
+        "bad_id": 1,  # a file_name with path components
     }
     assert "ChestX_Det_test.json entry 0" in problems.examples["unknown_class"][0]
     assert len(dicts) == N_TEST - 1

@@ -126,7 +126,7 @@ def test_bad_input(demo, tmp_path):
     assert problems.counts == {
         "rle_overflow": 1,
         "missing_image": 1,
-        "path_outside_root": 1,
+        "bad_id": 1,  # an id with path components
         "bad_row": 3,
     }
     assert f"{TABLE}:" in problems.examples["rle_overflow"][0]

@@ -116,7 +116,7 @@ def test_bad_input(demo, tmp_path):
     assert problems.counts == {
         "bad_row": 3,
         "missing_image": 1,
-        "path_outside_root": 1,
+        "bad_id": 1,  # an id with path components
         "unlabelled_study": 1,
     }
     assert any("chexpert.csv.gz:2" in e and "'yes'" in e for e in problems.examples["bad_row"])

@@ -112,7 +112,7 @@ def test_bad_input(demo, tmp_path):
         "box_clipped": 2,
         "box_degenerate": 1,
         "missing_image": 1,
-        "path_outside_root": 1,
+        "bad_id": 1,  # an id with path components
     }
     assert any(f"metadata.csv:{n_lines + 4}" in e for e in problems.examples["bad_row"])
     assert f"{missing}.mha" in problems.examples["missing_image"][0]

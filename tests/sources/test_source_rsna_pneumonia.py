@@ -121,7 +121,7 @@ def test_bad_input(demo, tmp_path):
         "box_clipped": 2,
         "box_degenerate": 1,
         "missing_image": 1,
-        "path_outside_root": 1,
+        "bad_id": 1,  # an id with path components
     }
     assert f"detailed_class_info.csv:{n_classes + 1}" in problems.examples["unknown_class"][0]
     assert "'Pneumonia'" in problems.examples["unknown_class"][0]

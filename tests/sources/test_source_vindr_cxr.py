@@ -139,7 +139,7 @@ def test_bad_input(demo, tmp_path):
         "box_clipped": 2,
         "box_degenerate": 1,
         "missing_image": 1,
-        "path_outside_root": 1,
+        "bad_id": 1,  # an id with path components
     }
     assert f"annotations_train.csv:{n_lines + 1}" in problems.examples["unknown_class"][0]
     assert "'Lung ghost'" in problems.examples["unknown_class"][0]

@@ -14,8 +14,8 @@ from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from fx_d2.inference.predictor import FXPredictor, teacher_state_dict
 from fx_d2.testing.model import TINY_CONFIG, synthetic_metadata, tiny_cfg
-from fx_d2.utils.predictor import FXPredictor, teacher_state_dict
 
 FULL, CLS = "h6apred_full", "h6apred_cls"
 SMALL = ["INPUT.FX.SIZE", 64]  # square 64 px model inputs

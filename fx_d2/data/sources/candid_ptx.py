@@ -32,14 +32,14 @@ validation list; use ``fx_candid_ptx_val`` for that comparison.
 """
 
 import os
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..problems import ProblemLog
 from ..rle import is_empty_rle, siim_rle_to_coco
 from ..splits import TRAIN_VAL_TEST, hash_split
 from .base import register_source
 from .headers import existing_image_size
-from .paths import first_existing, require_file, resolve_inside
+from .paths import first_existing, plain_name, require_file, resolve_inside
 from .records import image_record, rle_annotations
 from .tables import read_stripped_csv
 
@@ -111,35 +111,52 @@ def load_candid_ptx(root: str, split: str, problems: ProblemLog) -> List[Dict[st
 
     dicts = []
     for sop, entry in reports.items():
-        patient, known = patient_of(entry["filename"], sop)
-        if hash_split(KEY, patient, TRAIN_VAL_TEST) != split:
-            continue
         where = f"{csv_path}:{entry['line']}"
-        path = resolve_inside(image_dir, sop, problems, where)
-        size = None if path is None else existing_image_size(path, problems, where, dicom=True)
-        if size is None:
-            continue
-        what = f"SOPInstanceUID {sop}"
-        cells = [(w, what, 0, rle) for w, rle in entry["rles"] if not is_empty_rle(rle)]
-        annotations = rle_annotations(siim_rle_to_coco, cells, size, problems)
-        if annotations is None:
-            continue
-        extra_annotations, extra_labels = [], []
-        for category, table in enumerate(extra_tables):
-            extra_labels.append(1.0 if table.get(sop) else 0.0)
-            for w, rle in table.get(sop, []):  # a bad extra mask costs only that annotation
-                cell = [(w, what, category, rle)]
-                extra_annotations += rle_annotations(siim_rle_to_coco, cell, size, problems) or []
-        record = image_record(
-            KEY,
-            path,
-            size,
-            sop,
-            cls_labels=[1.0 if cells else 0.0],
-            annotations=annotations,
-            extra_annotations=extra_annotations,
-            extra_cls_labels=extra_labels,
-            patient_id=patient if known else None,
-        )
-        dicts.append(record)
+        with problems.guard(where):
+            record = _record(sop, entry, image_dir, extra_tables, split, where, problems)
+            if record is not None:
+                dicts.append(record)
     return dicts
+
+
+def _record(
+    sop: str,
+    entry: Dict[str, Any],
+    image_dir: str,
+    extra_tables: List[Dict[str, List[Tuple[str, str]]]],
+    split: str,
+    where: str,
+    problems: ProblemLog,
+) -> Optional[Dict[str, Any]]:
+    """The dataset dict of one SOPInstanceUID of ``split``; None when it belongs to another split
+    or after reporting why it is skipped."""
+    patient, known = patient_of(entry["filename"], sop)
+    if hash_split(KEY, patient, TRAIN_VAL_TEST) != split:
+        return None
+    name = plain_name(sop, problems, where, "SOPInstanceUID")
+    path = None if name is None else resolve_inside(image_dir, name, problems, where)
+    size = None if path is None else existing_image_size(path, problems, where, dicom=True)
+    if size is None:
+        return None
+    what = f"SOPInstanceUID {sop}"
+    cells = [(w, what, 0, rle) for w, rle in entry["rles"] if not is_empty_rle(rle)]
+    annotations = rle_annotations(siim_rle_to_coco, cells, size, problems)
+    if annotations is None:
+        return None
+    extra_annotations, extra_labels = [], []
+    for category, table in enumerate(extra_tables):
+        extra_labels.append(1.0 if table.get(sop) else 0.0)
+        for w, rle in table.get(sop, []):  # a bad extra mask costs only that annotation
+            cell = [(w, what, category, rle)]
+            extra_annotations += rle_annotations(siim_rle_to_coco, cell, size, problems) or []
+    return image_record(
+        KEY,
+        path,
+        size,
+        sop,
+        cls_labels=[1.0 if cells else 0.0],
+        annotations=annotations,
+        extra_annotations=extra_annotations,
+        extra_cls_labels=extra_labels,
+        patient_id=patient if known else None,
+    )

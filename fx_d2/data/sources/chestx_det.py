@@ -14,7 +14,9 @@ the reference derives it), else 0.0; images with empty ``syms`` are negatives fo
 Annotations: one per instance, ``bbox`` from ``boxes`` (already XYXY on the PNG grid; clipped to
 the image), ``segmentation`` = the polygon flattened to ``[x0, y0, x1, y1, ...]`` (omitted when it
 has fewer than 3 points). An unknown class name is reported with the file and entry index and the
-instance skipped; so is a box that is not 4 numbers (``bad_row``). Splits: the official train /
+instance skipped; so is a box that is not 4 numbers, or a polygon with a NaN, infinite or absurd
+coordinate (``bad_row``). A ``file_name`` with path components is refused (``bad_id``); any other
+malformed entry is a ``bad_row`` and only that entry is skipped. Splits: the official train /
 test; the file names are numeric and the mapping to NIH patients is not released, so no patient
 id.
 
@@ -23,13 +25,13 @@ Note: the reference computes the ChestX-Det classification AUC on class 0 (Atele
 """
 
 import os
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from ..problems import ProblemLog
 from .base import register_source
 from .headers import existing_image_size
-from .paths import first_existing, require_file, resolve_inside
-from .records import box_annotation, flat_polygon, image_record
+from .paths import first_existing, plain_name, require_file, resolve_inside
+from .records import box_annotation, flat_polygon, image_record, polygon_problem
 from .tables import read_json
 
 KEY = "chestx_det"
@@ -60,62 +62,72 @@ def load_chestx_det(root: str, split: str, problems: ProblemLog) -> List[Dict[st
     """Read one split of ChestX-Det (see the module docstring for layout and rules)."""
     json_path = require_file(os.path.join(root, JSON_NAMES[split]))
     image_dir = first_existing(root, IMAGE_FOLDERS[split], "image folder")
-    entries = read_json(json_path)
+    entries = read_json(json_path, problems)
     if not isinstance(entries, list):
         raise ValueError(
             f"{json_path}: expected a JSON list of images, got {type(entries).__name__}"
         )
-    index = {name: i for i, name in enumerate(CLASSES)}
-
     dicts = []
     for n, entry in enumerate(entries):
         where = f"{json_path} entry {n}"
-        if not isinstance(entry, dict) or not isinstance(entry.get("file_name"), str):
-            problems.add("bad_row", where, "not an object with a 'file_name' string")
-            continue
-        where = f"{where} ({entry['file_name']})"
-        syms, boxes = entry.get("syms", []), entry.get("boxes", [])
-        polygons = entry.get("polygons", [None] * len(syms) if isinstance(syms, list) else None)
-        if not (
-            isinstance(syms, list)
-            and isinstance(boxes, list)
-            and isinstance(polygons, list)
-            and len(syms) == len(boxes) == len(polygons)
-        ):
-            problems.add("bad_row", where, "syms/boxes/polygons are not lists of equal length")
-            continue
-        path = resolve_inside(image_dir, entry["file_name"], problems, where)
-        size = None if path is None else existing_image_size(path, problems, where)
-        if size is None:
-            continue
-        labels = [0.0] * len(CLASSES)
-        annotations = []
-        for k, (sym, box, poly) in enumerate(zip(syms, boxes, polygons)):
-            name = sym.strip() if isinstance(sym, str) else None
-            instance = f"{where} instance {k}"
-            if name not in index:
-                problems.add(
-                    "unknown_class", instance, f"unknown class {sym!r}; known: {list(CLASSES)}"
-                )
-                continue
-            if not isinstance(box, list) or len(box) != 4:
-                problems.add("bad_row", instance, f"box {box!r} is not 4 numbers")
-                continue
-            try:
-                box = [float(v) for v in box]
-            except (TypeError, ValueError):
-                problems.add("bad_row", instance, f"box {box!r} is not numeric")
-                continue
-            flat = flat_polygon(poly, _xy)
-            segmentation = [flat] if flat else None
-            ann = box_annotation(
-                box, index[name], size, problems, instance, segmentation=segmentation
-            )
-            if ann is not None:
-                annotations.append(ann)
-                labels[index[name]] = 1.0
-        stem = os.path.splitext(entry["file_name"])[0]
-        dicts.append(
-            image_record(KEY, path, size, stem, cls_labels=labels, annotations=annotations)
-        )
+        with problems.guard(where):
+            record = _record(entry, image_dir, where, problems)
+            if record is not None:
+                dicts.append(record)
     return dicts
+
+
+def _record(
+    entry: Any, image_dir: str, where: str, problems: ProblemLog
+) -> Optional[Dict[str, Any]]:
+    """The dataset dict of one JSON entry; None after reporting why it is skipped."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("file_name"), str):
+        problems.add("bad_row", where, "not an object with a 'file_name' string")
+        return None
+    where = f"{where} ({entry['file_name']})"
+    syms, boxes = entry.get("syms", []), entry.get("boxes", [])
+    polygons = entry.get("polygons", [None] * len(syms) if isinstance(syms, list) else None)
+    if not (
+        isinstance(syms, list)
+        and isinstance(boxes, list)
+        and isinstance(polygons, list)
+        and len(syms) == len(boxes) == len(polygons)
+    ):
+        problems.add("bad_row", where, "syms/boxes/polygons are not lists of equal length")
+        return None
+    name = plain_name(entry["file_name"], problems, where, "file_name")
+    path = None if name is None else resolve_inside(image_dir, name, problems, where)
+    size = None if path is None else existing_image_size(path, problems, where)
+    if size is None:
+        return None
+    index = {cls: i for i, cls in enumerate(CLASSES)}
+    labels = [0.0] * len(CLASSES)
+    annotations = []
+    for k, (sym, box, poly) in enumerate(zip(syms, boxes, polygons)):
+        label = sym.strip() if isinstance(sym, str) else None
+        instance = f"{where} instance {k}"
+        if label not in index:
+            problems.add(
+                "unknown_class", instance, f"unknown class {sym!r}; known: {list(CLASSES)}"
+            )
+            continue
+        if not isinstance(box, list) or len(box) != 4:
+            problems.add("bad_row", instance, f"box {box!r} is not 4 numbers")
+            continue
+        try:
+            box = [float(v) for v in box]
+        except (TypeError, ValueError, OverflowError):
+            problems.add("bad_row", instance, f"box {box!r} is not numeric")
+            continue
+        flat = flat_polygon(poly, _xy)
+        reason = None if flat is None else polygon_problem(flat, size)
+        if reason is not None:
+            problems.add("bad_row", instance, reason)
+            continue
+        segmentation = [flat] if flat else None
+        ann = box_annotation(box, index[label], size, problems, instance, segmentation=segmentation)
+        if ann is not None:
+            annotations.append(ann)
+            labels[index[label]] = 1.0
+    stem = os.path.splitext(name)[0]
+    return image_record(KEY, path, size, stem, cls_labels=labels, annotations=annotations)

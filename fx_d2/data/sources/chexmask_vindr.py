@@ -29,9 +29,9 @@ import os
 from typing import Any, Dict, List, Set
 
 from ..problems import ProblemLog, log_once
-from ..rle import chexmask_rle_to_coco
+from ..rle import MAX_SIDE, chexmask_rle_to_coco
 from .base import register_source
-from .paths import resolve_inside
+from .paths import plain_name, resolve_inside
 from .records import image_record, rle_annotations
 from .tables import csv_rows
 
@@ -79,6 +79,18 @@ def find_vindr_split_dirs(root: str) -> Dict[str, str]:
     )
 
 
+def _size(text: str) -> int:
+    """A mask side from the table: a whole number in 1..65535 (DICOM's limit).
+
+    Raises:
+        ValueError: anything else (NaN, infinite, fractional, huge, negative).
+    """
+    value = float(text)
+    if not (value.is_integer() and 1 <= value <= MAX_SIDE):
+        raise ValueError(f"mask side {text!r}")
+    return int(value)
+
+
 def _listing(directory: str) -> Set[str]:
     if not os.path.isdir(directory):
         return set()
@@ -112,37 +124,37 @@ def load_chexmask_vindr(root: str, split: str, problems: ProblemLog) -> List[Dic
         if len(row) != len(header):
             problems.add("bad_row", where, f"{len(row)} fields, header has {len(header)}")
             continue
-        image_id = row[id_col].strip()
-        try:
-            height, width = int(float(row[col["Height"]])), int(float(row[col["Width"]]))
-            dice = float(row[dice_col]) if dice_col is not None else 1.0
-        except ValueError:
-            problems.add("bad_row", where, "Height/Width/Dice RCA (Mean) is not a number")
-            continue
-        if not image_id or height <= 0 or width <= 0:
-            problems.add("bad_row", where, f"empty image_id or size {height}x{width}")
-            continue
-        if not dice >= MIN_DICE_RCA:
-            low_quality += 1
-            continue
-        path = resolve_inside(dirs[split], image_id + ".dicom", problems, where)
-        if path is None:
-            continue
-        if image_id not in listed[split]:
-            if not any(image_id in ids for ids in listed.values()):
-                elsewhere = os.path.dirname(dirs[split])
-                reason = f"no {{train,test}}/{image_id}.dicom under {elsewhere}"
-                problems.add("missing_image", where, reason)
-            continue
-        cells = [
-            (where, f"{name} of {image_id}", category, row[col[name]])
-            for category, name in enumerate(CLASSES)
-        ]
-        annotations = rle_annotations(chexmask_rle_to_coco, cells, (height, width), problems)
-        if annotations is not None:
-            dicts.append(
-                image_record(KEY, path, (height, width), image_id, annotations=annotations)
-            )
+        with problems.guard(where):
+            try:
+                height, width = _size(row[col["Height"]]), _size(row[col["Width"]])
+                dice = float(row[dice_col]) if dice_col is not None else 1.0
+            except ValueError:
+                problems.add("bad_row", where, "Height/Width/Dice RCA (Mean) is not a number")
+                continue
+            image_id = plain_name(row[id_col].strip(), problems, where)
+            if image_id is None:
+                continue
+            if not dice >= MIN_DICE_RCA:
+                low_quality += 1
+                continue
+            path = resolve_inside(dirs[split], image_id + ".dicom", problems, where)
+            if path is None:
+                continue
+            if image_id not in listed[split]:
+                if not any(image_id in ids for ids in listed.values()):
+                    elsewhere = os.path.dirname(dirs[split])
+                    reason = f"no {{train,test}}/{image_id}.dicom under {elsewhere}"
+                    problems.add("missing_image", where, reason)
+                continue
+            cells = [
+                (where, f"{name} of {image_id}", category, row[col[name]])
+                for category, name in enumerate(CLASSES)
+            ]
+            annotations = rle_annotations(chexmask_rle_to_coco, cells, (height, width), problems)
+            if annotations is not None:
+                dicts.append(
+                    image_record(KEY, path, (height, width), image_id, annotations=annotations)
+                )
     if low_quality:
         log_once(
             logger,

@@ -89,29 +89,38 @@ def load_chexpert(root: str, split: str, problems: ProblemLog) -> List[Dict[str,
     dicts = []
     for line, row in read_stripped_csv(csv_path, ("Path",) + CLASSES, problems):
         where = f"{csv_path}:{line}"
-        labels, reason = parse_observations(row, CLASSES)
-        if labels is None:
-            problems.add("bad_row", where, reason)
-            continue
-        path, key = image_path(csv_dir, row["Path"], problems, where)
-        size = None if path is None else existing_image_size(path, problems, where)
-        if size is None:
-            continue
-        patient, study = _PATIENT.search(key), _STUDY.search(key)
-        patient_id = patient.group(1) if patient else None
-        base = os.path.basename(key).lower()
-        view = row.get("Frontal/Lateral", "").lower()
-        if "lateral" in base or "frontal" in base:
-            view = "lateral" if "lateral" in base else "frontal"
-        record = image_record(
-            KEY,
-            path,
-            size,
-            os.path.splitext(key)[0],
-            cls_labels=labels,
-            patient_id=patient_id,
-            study_id=f"{patient_id}/{study.group(1)}" if patient and study else None,
-            view=view or None,
-        )
-        dicts.append(record)
+        with problems.guard(where):
+            record = _record(csv_dir, row, where, problems)
+            if record is not None:
+                dicts.append(record)
     return dicts
+
+
+def _record(
+    csv_dir: str, row: Dict[str, str], where: str, problems: ProblemLog
+) -> Optional[Dict[str, Any]]:
+    """The dataset dict of one CSV row; None after reporting why it is skipped."""
+    labels, reason = parse_observations(row, CLASSES)
+    if labels is None:
+        problems.add("bad_row", where, reason)
+        return None
+    path, key = image_path(csv_dir, row["Path"], problems, where)
+    size = None if path is None else existing_image_size(path, problems, where)
+    if size is None:
+        return None
+    patient, study = _PATIENT.search(key), _STUDY.search(key)
+    patient_id = patient.group(1) if patient else None
+    base = os.path.basename(key).lower()
+    view = row.get("Frontal/Lateral", "").lower()
+    if "lateral" in base or "frontal" in base:
+        view = "lateral" if "lateral" in base else "frontal"
+    return image_record(
+        KEY,
+        path,
+        size,
+        os.path.splitext(key)[0],
+        cls_labels=labels,
+        patient_id=patient_id,
+        study_id=f"{patient_id}/{study.group(1)}" if patient and study else None,
+        view=view or None,
+    )

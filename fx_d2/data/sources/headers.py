@@ -16,7 +16,10 @@ def dicom_header(path: str) -> Tuple[int, int, Optional[str]]:
     """
     import pydicom
 
+    from ..dicom import check_deflated
+
     try:
+        check_deflated(path)  # pydicom would inflate a deflated file whole
         ds = pydicom.dcmread(
             path,
             stop_before_pixels=True,

@@ -129,19 +129,20 @@ def load_jsrt(root: str, split: str, problems: ProblemLog) -> List[Dict[str, Any
         if lacking:
             problems.add("missing_mask", path, f"no SCR mask for {lacking}")
             continue
-        size = existing_image_size(path, problems, path)
-        masks = None if size is None else _read_masks(mask_paths[stem], size[0], problems)
-        if masks is None:
-            continue
-        dicts.append(
-            image_record(
-                KEY,
-                path,
-                masks[0].shape,
-                stem,
-                patient_id=stem,
-                annotations=present(mask_annotation(m, c) for c, m in enumerate(masks)),
-                extra_cls_labels=[float(match.group(1).upper() == "LN")],
+        with problems.guard(path):
+            size = existing_image_size(path, problems, path)
+            masks = None if size is None else _read_masks(mask_paths[stem], size[0], problems)
+            if masks is None:
+                continue
+            dicts.append(
+                image_record(
+                    KEY,
+                    path,
+                    masks[0].shape,
+                    stem,
+                    patient_id=stem,
+                    annotations=present(mask_annotation(m, c) for c, m in enumerate(masks)),
+                    extra_cls_labels=[float(match.group(1).upper() == "LN")],
+                )
             )
-        )
     return dicts

@@ -30,7 +30,7 @@ from ..problems import ProblemLog
 from .base import register_source
 from .headers import existing_image_size
 from .labeler import CLASSES, REPORT_CLASSES, parse_observations
-from .paths import first_existing, join_inside
+from .paths import first_existing, join_inside, plain_name
 from .records import image_record
 from .tables import read_stripped_csv
 
@@ -68,10 +68,10 @@ def find_release(root: str) -> str:
 
 def _positive_int(value: str) -> Optional[int]:
     try:
-        number = int(float(value))
+        number = float(value)
     except ValueError:
         return None
-    return number if number > 0 else None
+    return int(number) if number.is_integer() and 0 < number <= 65535 else None
 
 
 def _read_labels(path: str, problems: ProblemLog) -> Dict[Tuple[str, str], List[float]]:
@@ -125,36 +125,49 @@ def load_mimic_cxr(root: str, split: str, problems: ProblemLog) -> List[Dict[str
     dicts = []
     for line, row in read_stripped_csv(split_path, required, problems):
         where = f"{split_path}:{line}"
-        value = row["split"]
-        if value not in SPLIT_VALUES.values():
-            problems.add("bad_row", where, f"split {value!r} is not train/validate/test")
-            continue
-        if value != wanted:
-            continue
-        dicom, subject, study = row["dicom_id"], row["subject_id"], row["study_id"]
-        if not (subject.isdigit() and study.isdigit() and dicom):
-            problems.add("bad_row", where, f"bad ids subject={subject!r} study={study!r}")
-            continue
-        values = labels.get((subject, study))
-        if values is None:
-            reason = f"no {os.path.basename(label_path)} row for subject {subject} study {study}"
-            problems.add("unlabelled_study", where, reason)
-            continue
-        rel = os.path.join("files", f"p{subject[:2]}", f"p{subject}", f"s{study}", f"{dicom}.jpg")
-        path = join_inside(base, rel, problems, where)
-        view, known = meta.get(dicom, (None, None))
-        size = None if path is None else existing_image_size(path, problems, where, known=known)
-        if size is None:
-            continue
-        record = image_record(
-            KEY,
-            path,
-            size,
-            dicom,
-            patient_id=subject,
-            study_id=study,
-            view_position=view,
-            cls_labels=list(values),
-        )
-        dicts.append(record)
+        with problems.guard(where):
+            value = row["split"]
+            if value not in SPLIT_VALUES.values():
+                problems.add("bad_row", where, f"split {value!r} is not train/validate/test")
+                continue
+            if value != wanted:
+                continue
+            record = _record(base, row, labels, meta, label_path, where, problems)
+            if record is not None:
+                dicts.append(record)
     return dicts
+
+
+def _record(
+    base: str,
+    row: Dict[str, str],
+    labels: Dict[Tuple[str, str], List[float]],
+    meta: Dict[str, Tuple[Any, Any]],
+    label_path: str,
+    where: str,
+    problems: ProblemLog,
+) -> Optional[Dict[str, Any]]:
+    """The dataset dict of one split-file row; None after reporting why it is skipped."""
+    dicom, subject, study = row["dicom_id"], row["subject_id"], row["study_id"]
+    if not (_ascii_digits(subject) and _ascii_digits(study)):
+        problems.add("bad_row", where, f"bad ids subject={subject!r} study={study!r}")
+        return None
+    if plain_name(dicom, problems, where, "dicom_id") is None:
+        return None
+    values = labels.get((subject, study))
+    if values is None:
+        reason = f"no {os.path.basename(label_path)} row for subject {subject} study {study}"
+        problems.add("unlabelled_study", where, reason)
+        return None
+    rel = os.path.join("files", f"p{subject[:2]}", f"p{subject}", f"s{study}", f"{dicom}.jpg")
+    path = join_inside(base, rel, problems, where)
+    view, known = meta.get(dicom, (None, None))
+    size = None if path is None else existing_image_size(path, problems, where, known=known)
+    if size is None:
+        return None
+    return image_record(KEY, path, size, dicom, patient_id=subject, study_id=study,
+                        view_position=view, cls_labels=list(values))  # fmt: skip
+
+
+def _ascii_digits(text: str) -> bool:
+    return bool(text) and text.isascii() and text.isdigit()

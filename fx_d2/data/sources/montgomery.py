@@ -97,21 +97,16 @@ def load_montgomery(root: str, split: str, problems: ProblemLog) -> List[Dict[st
         if len(parts) != 3 or parts[2] not in ("0", "1"):
             problems.add("bad_row", path, "name is not MCUCXR_<n>_<0|1>.png")
             continue
-        size = existing_image_size(path, problems, path)
-        masks = None if size is None else _read_masks(base, name, size, problems, path)
-        if masks is None:
-            continue
-        left, right = masks
-        annotations = [mask_annotation(m, c) for c, m in enumerate((left | right, left, right))]
-        dicts.append(
-            image_record(
-                KEY,
-                path,
-                size,
-                stem,
-                patient_id=patient,
-                annotations=present(annotations),
-                extra_cls_labels=[float(parts[2] == "1")],
+        with problems.guard(path):
+            size = existing_image_size(path, problems, path)
+            masks = None if size is None else _read_masks(base, name, size, problems, path)
+            if masks is None:
+                continue
+            left, right = masks
+            both = (left | right, left, right)
+            annotations = present(mask_annotation(m, c) for c, m in enumerate(both))
+            dicts.append(
+                image_record(KEY, path, size, stem, patient_id=patient, annotations=annotations,
+                             extra_cls_labels=[float(parts[2] == "1")])  # fmt: skip
             )
-        )
     return dicts

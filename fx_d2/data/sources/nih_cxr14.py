@@ -148,32 +148,26 @@ def load_nih_cxr14(root: str, split: str, problems: ProblemLog) -> List[Dict[str
         if split != "test" and hash_split(KEY, patient, VAL_TRAIN) != split:
             continue
         where = f"{entry_path}:{line}"
-        if os.path.basename(image) != image:  # a path, not a file name: must stay inside
-            path = join_inside(root, image, problems, where)
-        else:
-            path = pngs.get(image, os.path.join(root, "images", image))
-        size = None if path is None else existing_image_size(path, problems, where)
-        if size is None:
-            continue
-        cls_labels = _labels(labels_field, where, problems)
-        annotations = None  # only BBox_List images are annotated for localisation
-        if image in boxes:
-            annotations = present(
-                box_annotation(xywh_to_xyxy(xywh), category, size, problems, box_where)
-                for box_where, category, xywh in boxes[image]
+        with problems.guard(where):
+            if os.path.basename(image) != image:  # a path, not a file name: must stay inside
+                path = join_inside(root, image, problems, where)
+            else:
+                path = pngs.get(image, os.path.join(root, "images", image))
+            size = None if path is None else existing_image_size(path, problems, where)
+            if size is None:
+                continue
+            cls_labels = _labels(labels_field, where, problems)
+            annotations = None  # only BBox_List images are annotated for localisation
+            if image in boxes:
+                annotations = present(
+                    box_annotation(xywh_to_xyxy(xywh), category, size, problems, box_where)
+                    for box_where, category, xywh in boxes[image]
+                )
+            stem = os.path.splitext(os.path.basename(image))[0]
+            dicts.append(
+                image_record(KEY, path, size, stem, patient_id=patient, cls_labels=cls_labels,
+                             annotations=annotations)  # fmt: skip
             )
-        stem = os.path.splitext(os.path.basename(image))[0]
-        dicts.append(
-            image_record(
-                KEY,
-                path,
-                size,
-                stem,
-                patient_id=patient,
-                cls_labels=cls_labels,
-                annotations=annotations,
-            )
-        )
     if split != "val":  # a listed name without a Data_Entry row belongs to no split: say it once
         for name, n in listed.items():
             if name not in entry_names:

@@ -27,7 +27,7 @@ from ..problems import ProblemLog
 from ..splits import TRAIN_VAL_TEST, hash_split
 from .base import register_source
 from .headers import existing_image_size
-from .paths import first_existing, join_inside
+from .paths import first_existing, join_inside, plain_name
 from .records import box_annotation, image_record, present, xywh_to_xyxy
 from .tables import read_stripped_csv
 
@@ -98,18 +98,21 @@ def load_node21(root: str, split: str, problems: ProblemLog) -> List[Dict[str, A
         if hash_split(KEY, stem, TRAIN_VAL_TEST) != split:
             continue
         where = entries[0][0]
-        file_name = name if os.path.splitext(name)[1] else f"{name}.mha"
-        path = join_inside(os.path.join(base, "images"), file_name, problems, where)
-        size = None if path is None else existing_image_size(path, problems, where)
-        if size is None:
-            continue
-        nodules = [(box_where, xywh) for box_where, xywh in entries if xywh is not None]
-        annotations = present(
-            box_annotation(xywh_to_xyxy(xywh), 0, size, problems, box_where)
-            for box_where, xywh in nodules
-        )
-        labels = [1.0 if nodules else 0.0]
-        dicts.append(
-            image_record(KEY, path, size, stem, cls_labels=labels, annotations=annotations)
-        )
+        with problems.guard(where):
+            if plain_name(name, problems, where, "img_name") is None:
+                continue
+            file_name = name if os.path.splitext(name)[1] else f"{name}.mha"
+            path = join_inside(os.path.join(base, "images"), file_name, problems, where)
+            size = None if path is None else existing_image_size(path, problems, where)
+            if size is None:
+                continue
+            nodules = [(box_where, xywh) for box_where, xywh in entries if xywh is not None]
+            annotations = present(
+                box_annotation(xywh_to_xyxy(xywh), 0, size, problems, box_where)
+                for box_where, xywh in nodules
+            )
+            labels = [1.0 if nodules else 0.0]
+            dicts.append(
+                image_record(KEY, path, size, stem, cls_labels=labels, annotations=annotations)
+            )
     return dicts

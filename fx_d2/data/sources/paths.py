@@ -27,6 +27,22 @@ def resolve_inside(
     return joined
 
 
+def plain_name(
+    value: str, problems: ProblemLog, where: str, what: str = "image id"
+) -> Optional[str]:
+    """``value`` when it is one plain file-name component; None otherwise, recorded as ``bad_id``.
+
+    An id read from a table is joined into a path (``train/<id>.dicom``); one with path
+    components (``../test/<id>``) would pull a file of another split, or from elsewhere, in.
+    """
+    text = value if isinstance(value, str) else ""
+    bad = not text or text in (".", "..") or any(c in text for c in "/\\\0")
+    if bad:
+        problems.add("bad_id", where, f"{what} {value!r} is not a plain name; refused")
+        return None
+    return text
+
+
 def join_inside(root: str, relative: str, problems: ProblemLog, where: str) -> Optional[str]:
     """Join a path read from a CSV onto ``root``; refuse it (``path_outside_root``, None) when it
     is absolute or its ``..`` components leave ``root``.

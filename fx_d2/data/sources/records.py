@@ -56,9 +56,14 @@ def clip_box(
 ) -> Optional[List[float]]:
     """Clip an XYXY_ABS box to the image; drop it when degenerate (side < ``min_size`` px).
 
-    Clipping is counted as ``box_clipped``, dropping as ``box_degenerate``.
+    Clipping is counted as ``box_clipped``, dropping as ``box_degenerate`` (also for a box that
+    is not 4 numbers, or has a NaN, infinite or unconvertible coordinate).
     """
-    x0, y0, x1, y1 = (float(v) for v in box)
+    try:
+        x0, y0, x1, y1 = (float(v) for v in box)
+    except (TypeError, ValueError, OverflowError):
+        problems.add("box_degenerate", where, f"box {box!r} is not 4 finite numbers")
+        return None
     if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
         problems.add("box_degenerate", where, f"non-finite box {list(box)}")
         return None
@@ -133,6 +138,20 @@ def present(annotations: Iterable[Optional[Annotation]]) -> List[Annotation]:
     return [a for a in annotations if a is not None]
 
 
+def polygon_problem(flat: Sequence[float], size: Size) -> Optional[str]:
+    """Why a flat polygon cannot be rasterised on an image of ``size``, or None: a coordinate is
+    NaN or infinite, or more than 10 image sizes outside the image (a garbage value such as 1e30
+    would overflow the rasteriser's integers or make it trace a huge outline)."""
+    height, width = size
+    for i, value in enumerate(flat):
+        side = width if i % 2 == 0 else height
+        if not math.isfinite(value):
+            return f"polygon coordinate #{i} is {value}"
+        if not -10 * side <= value <= 11 * side:
+            return f"polygon coordinate #{i} ({value:g}) is far outside the {width}x{height} image"
+    return None
+
+
 def flat_polygon(points: Any, point_xy: Callable[[Any], Sequence[Any]]) -> Optional[List[float]]:
     """``[p0, p1, ...]`` -> ``[x0, y0, x1, y1, ...]`` with ``point_xy(p) -> (x, y)``; None when
     there are fewer than 3 points or one is malformed (``point_xy`` or ``float`` raising)."""
@@ -143,6 +162,6 @@ def flat_polygon(points: Any, point_xy: Callable[[Any], Sequence[Any]]) -> Optio
         try:
             x, y = point_xy(p)
             flat.extend((float(x), float(y)))
-        except (TypeError, KeyError, IndexError, ValueError):
+        except (TypeError, KeyError, IndexError, ValueError, OverflowError):
             return None
     return flat

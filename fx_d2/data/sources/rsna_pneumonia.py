@@ -35,7 +35,7 @@ from ..problems import ProblemLog
 from ..splits import TRAIN_VAL_TEST, hash_split
 from .base import register_source
 from .headers import existing_image_size
-from .paths import first_existing, join_inside, require_file
+from .paths import first_existing, join_inside, plain_name, require_file
 from .records import box_annotation, image_record, present, xywh_to_xyxy
 from .tables import read_stripped_csv
 
@@ -132,17 +132,18 @@ def load_rsna_pneumonia(root: str, split: str, problems: ProblemLog) -> List[Dic
         patient = mapping.get(pid)
         if hash_split(KEY, patient or pid, TRAIN_VAL_TEST) != split:
             continue
-        path = join_inside(root, f"{stage}train_images/{pid}.dcm", problems, where)
-        size = None if path is None else existing_image_size(path, problems, where, dicom=True)
-        if size is None:
-            continue
-        annotations = present(
-            box_annotation(xywh_to_xyxy(xywh), 0, size, problems, box_where)
-            for box_where, xywh in boxes
-        )
-        labels = _labels(target, classes.get(pid), where, problems)
-        record = image_record(
-            KEY, path, size, pid, cls_labels=labels, annotations=annotations, patient_id=patient
-        )
-        dicts.append(record)
+        with problems.guard(where):
+            if plain_name(pid, problems, where, "patientId") is None:
+                continue
+            path = join_inside(root, f"{stage}train_images/{pid}.dcm", problems, where)
+            size = None if path is None else existing_image_size(path, problems, where, dicom=True)
+            if size is None:
+                continue
+            annotations = present(
+                box_annotation(xywh_to_xyxy(xywh), 0, size, problems, box_where)
+                for box_where, xywh in boxes
+            )
+            labels = _labels(target, classes.get(pid), where, problems)
+            dicts.append(image_record(KEY, path, size, pid, cls_labels=labels,
+                                      annotations=annotations, patient_id=patient))  # fmt: skip
     return dicts

@@ -63,9 +63,11 @@ def load_shenzhen(root: str, split: str, problems: ProblemLog) -> List[Dict[str,
             continue
         if hash_split(KEY, patient, TRAIN_VAL_TEST) != split:
             continue
-        size = existing_image_size(path, problems, path)
-        if size is not None:
-            stem = os.path.splitext(name)[0]
-            labels = [float(label)]
-            dicts.append(image_record(KEY, path, size, stem, patient_id=patient, cls_labels=labels))
+        with problems.guard(path):
+            size = existing_image_size(path, problems, path)
+            if size is not None:
+                stem = os.path.splitext(name)[0]
+                labels = [float(label)]
+                record = image_record(KEY, path, size, stem, patient_id=patient, cls_labels=labels)
+                dicts.append(record)
     return dicts

@@ -29,7 +29,7 @@ so that no positive image trains as an empty mask.
 import functools
 import logging
 import os
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..problems import ProblemLog, log_once
 from ..rle import detect_rle_mode, is_empty_rle, siim_rle_to_coco
@@ -37,7 +37,7 @@ from ..splits import VAL_TRAIN, hash_split
 from .base import register_source
 from .headers import existing_dicom_header
 from .paths import first_existing
-from .records import image_record, rle_annotations
+from .records import RLECodec, image_record, rle_annotations
 from .tables import read_stripped_csv
 
 logger = logging.getLogger(__name__)
@@ -98,35 +98,45 @@ def load_siim_acr(root: str, split: str, problems: ProblemLog) -> List[Dict[str,
     dicts = []
     for sop, entries in rows.items():
         where = f"{csv_path}:{entries[0][0]}"
-        if sop not in files:
-            problems.add("missing_image", where, f"no dicom-images-*/**/{sop}.dcm for ImageId")
-            continue
-        path, folder_split = files[sop]
-        if (folder_split == "test") != (split == "test"):  # the train folder holds train + val
-            continue
-        header = existing_dicom_header(path, problems, where)
-        if header is None:
-            continue
-        height, width, patient = header
-        if folder_split == "train" and hash_split(KEY, patient or sop, VAL_TRAIN) != split:
-            continue
-        cells = [
-            (f"{csv_path}:{line}", f"ImageId {sop}", 0, rle)
-            for line, rle in entries
-            if not is_empty_rle(rle)
-        ]
-        annotations = rle_annotations(codec, cells, (height, width), problems)
-        if annotations is None:
-            continue
-        labels = [1.0 if cells else 0.0]
-        record = image_record(
-            KEY,
-            path,
-            (height, width),
-            sop,
-            cls_labels=labels,
-            annotations=annotations,
-            patient_id=patient,
-        )
-        dicts.append(record)
+        with problems.guard(where):
+            record = _record(sop, entries, files, split, codec, csv_path, where, problems)
+            if record is not None:
+                dicts.append(record)
     return dicts
+
+
+def _record(
+    sop: str,
+    entries: List[Tuple[int, str]],
+    files: Dict[str, Tuple[str, str]],
+    split: str,
+    codec: RLECodec,
+    csv_path: str,
+    where: str,
+    problems: ProblemLog,
+) -> Optional[Dict[str, Any]]:
+    """The dataset dict of one ImageId of ``split``; None when it belongs to another split or
+    after reporting why it is skipped."""
+    if sop not in files:
+        problems.add("missing_image", where, f"no dicom-images-*/**/{sop}.dcm for ImageId")
+        return None
+    path, folder_split = files[sop]
+    if (folder_split == "test") != (split == "test"):  # the train folder holds train + val
+        return None
+    header = existing_dicom_header(path, problems, where)
+    if header is None:
+        return None
+    height, width, patient = header
+    if folder_split == "train" and hash_split(KEY, patient or sop, VAL_TRAIN) != split:
+        return None
+    cells = [
+        (f"{csv_path}:{line}", f"ImageId {sop}", 0, rle)
+        for line, rle in entries
+        if not is_empty_rle(rle)
+    ]
+    annotations = rle_annotations(codec, cells, (height, width), problems)
+    if annotations is None:
+        return None
+    labels = [1.0 if cells else 0.0]
+    return image_record(KEY, path, (height, width), sop, cls_labels=labels,
+                        annotations=annotations, patient_id=patient)  # fmt: skip

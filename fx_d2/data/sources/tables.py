@@ -1,9 +1,14 @@
-"""Reading the tables of a download: CSV files (plain or gzipped), JSON files, plain lists."""
+"""Reading the tables of a download: CSV files (plain or gzipped), JSON files, plain lists.
+
+Undecodable bytes never stop a load: CSV and list files replace them (a mangled id then shows up
+as a missing image); a JSON file's are replaced too and reported once as ``bad_encoding`` with the
+byte offset. A file that cannot be parsed at all is a ``ValueError`` naming it.
+"""
 
 import csv
 import json
 import sys
-from typing import Any, Dict, Iterator, List, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..problems import ProblemLog
 
@@ -24,10 +29,13 @@ def csv_rows(path: str) -> Iterator[Tuple[int, List[str]]]:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # RLE and landmark cells are long
     with open_text(path) as f:
         reader = csv.reader(f)
-        yield 0, [h.strip() for h in next(reader, [])]
-        for row in reader:
-            if row and any(v.strip() for v in row):
-                yield reader.line_num, row
+        try:
+            yield 0, [h.strip() for h in next(reader, [])]
+            for row in reader:
+                if row and any(v.strip() for v in row):
+                    yield reader.line_num, row
+        except csv.Error as e:
+            raise ValueError(f"{path}:{reader.line_num}: not a readable CSV ({e})") from e
 
 
 def read_stripped_csv(
@@ -58,14 +66,26 @@ def read_lines(path: str) -> List[Tuple[int, str]]:
         return [(n, line.strip()) for n, line in enumerate(f, 1) if line.strip()]
 
 
-def read_json(path: str) -> Any:
-    """The parsed JSON file.
+def read_json(path: str, problems: Optional[ProblemLog] = None) -> Any:
+    """The parsed JSON file. Non-UTF-8 bytes are replaced (U+FFFD) and reported once as
+    ``bad_encoding`` in ``problems`` (raised as ``ValueError`` without a log).
 
     Raises:
-        ValueError: not valid JSON (names the file).
+        ValueError: not valid JSON, or too deeply nested (names the file).
     """
-    with open(path, encoding="utf-8") as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from e
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        reason = f"bytes that are not UTF-8 at offset {e.start} ({data[e.start:e.start + 4]!r})"
+        if problems is None:
+            raise ValueError(f"{path}: {reason}") from e
+        problems.add("bad_encoding", path, f"{reason}; replaced by U+FFFD")
+        text = data.decode("utf-8-sig", errors="replace")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+    except RecursionError as e:
+        raise ValueError(f"{path}: JSON nested too deeply") from e

@@ -47,40 +47,62 @@ def find_release(root: str) -> str:
 
 def _read_coco(path: str, problems: ProblemLog) -> Dict[str, List[Tuple[str, str, list]]]:
     """Image file_name -> [(where, category name, [x, y, w, h])]; base names are keys too."""
-    coco = read_json(path)
+    coco = read_json(path, problems)
     if not isinstance(coco, dict) or not isinstance(coco.get("images"), list):
         raise ValueError(f"{path}: expected a COCO object with an 'images' list")
-    names = {c.get("id"): c.get("name") for c in coco.get("categories", []) if isinstance(c, dict)}
+    names = {}
+    for n, c in enumerate(_list(coco, "categories", path, problems)):
+        with problems.guard(f"{path} category {n}"):
+            names[_key(c["id"])] = c.get("name")
     files = {}
     for n, im in enumerate(coco["images"]):
-        if not isinstance(im, dict) or not im.get("file_name"):  # its boxes would be lost unsaid
-            problems.add("bad_row", f"{path} image {n}", "not an object with a 'file_name'")
-            continue
-        files[im.get("id")] = str(im["file_name"]).replace("\\", "/")
+        with problems.guard(f"{path} image {n}"):
+            if not isinstance(im, dict) or not isinstance(im.get("file_name"), str):
+                # its boxes would be lost unsaid
+                problems.add("bad_row", f"{path} image {n}", "not an object with a 'file_name'")
+                continue
+            files[_key(im.get("id"))] = im["file_name"].replace("\\", "/")
     boxes: Dict[str, List[Tuple[str, str, list]]] = {}
-    for n, ann in enumerate(coco.get("annotations", [])):
+    for n, ann in enumerate(_list(coco, "annotations", path, problems)):
         where = f"{path} annotation {n}"
-        if not isinstance(ann, dict) or ann.get("image_id") not in files:
-            problems.add("bad_row", where, "not an object with a known 'image_id'")
-            continue
-        name = names.get(ann.get("category_id"))
-        if name not in TB_CATEGORIES:
-            problems.add(
-                "unknown_class",
-                where,
-                f"category id {ann.get('category_id')!r} ({name!r}); known: {TB_CATEGORIES}",
-            )
-            continue
-        bbox = ann.get("bbox")
-        if not isinstance(bbox, list) or len(bbox) != 4:
-            problems.add("bad_row", where, f"bbox {bbox!r} is not [x, y, w, h]")
-            continue
-        file_name = files[ann["image_id"]]
-        entry = (f"{where} ({file_name})", name, bbox)
-        boxes.setdefault(file_name, []).append(entry)
-        if os.path.basename(file_name) != file_name:
-            boxes.setdefault(os.path.basename(file_name), []).append(entry)
+        with problems.guard(where):
+            if not isinstance(ann, dict) or _key(ann.get("image_id")) not in files:
+                problems.add("bad_row", where, "not an object with a known 'image_id'")
+                continue
+            name = names.get(_key(ann.get("category_id")))
+            if name not in TB_CATEGORIES:
+                problems.add(
+                    "unknown_class",
+                    where,
+                    f"category id {ann.get('category_id')!r} ({name!r}); known: {TB_CATEGORIES}",
+                )
+                continue
+            bbox = ann.get("bbox")
+            if not isinstance(bbox, list) or len(bbox) != 4:
+                problems.add("bad_row", where, f"bbox {bbox!r} is not [x, y, w, h]")
+                continue
+            file_name = files[_key(ann["image_id"])]
+            entry = (f"{where} ({file_name})", name, bbox)
+            boxes.setdefault(file_name, []).append(entry)
+            if os.path.basename(file_name) != file_name:
+                boxes.setdefault(os.path.basename(file_name), []).append(entry)
     return boxes
+
+
+def _key(value: Any) -> Any:
+    """A COCO id usable as a dict key (an id that is a list or a dict is refused)."""
+    if not isinstance(value, (int, str)) or isinstance(value, bool):
+        raise TypeError(f"id {value!r} is not an integer or a string")
+    return value
+
+
+def _list(coco: Dict[str, Any], field: str, path: str, problems: ProblemLog) -> List[Any]:
+    """``coco[field]`` when it is a list (absent: empty); anything else is a ``bad_row``."""
+    value = coco.get(field, [])
+    if isinstance(value, list):
+        return value
+    problems.add("bad_row", f"{path} {field}", f"{field} is a {type(value).__name__}, not a list")
+    return []
 
 
 def _annotations(
@@ -91,7 +113,7 @@ def _annotations(
     for where, name, bbox in entries:
         try:
             xywh = [float(v) for v in bbox]
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             problems.add("bad_row", where, f"bbox {bbox!r} is not numeric")
             continue
         box = xywh_to_xyxy(xywh)
@@ -119,19 +141,20 @@ def load_tbx11k(root: str, split: str, problems: ProblemLog) -> List[Dict[str, A
     for n, line in read_lines(list_path):
         rel = line.split()[0].replace("\\", "/")
         where = f"{list_path}:{n}"
-        path = join_inside(imgs, rel, problems, where)
-        size = None if path is None else existing_image_size(path, problems, where)
-        if size is None:
-            continue
-        entries = boxes.get(rel, boxes.get(os.path.basename(rel), []))
-        record = image_record(
-            KEY,
-            path,
-            size,
-            os.path.splitext(rel)[0],
-            cls_labels=[1.0 if rel.startswith("tb") else 0.0],
-            annotations=_annotations(entries, size, problems),
-            source_folder=rel.split("/", 1)[0] if "/" in rel else "",
-        )
-        dicts.append(record)
+        with problems.guard(where):
+            path = join_inside(imgs, rel, problems, where)
+            size = None if path is None else existing_image_size(path, problems, where)
+            if size is None:
+                continue
+            entries = boxes.get(rel, boxes.get(os.path.basename(rel), []))
+            record = image_record(
+                KEY,
+                path,
+                size,
+                os.path.splitext(rel)[0],
+                cls_labels=[1.0 if rel.startswith("tb") else 0.0],
+                annotations=_annotations(entries, size, problems),
+                source_folder=rel.split("/", 1)[0] if "/" in rel else "",
+            )
+            dicts.append(record)
     return dicts

@@ -25,7 +25,8 @@ clipped), with ``rad_id`` when known. ``thing_classes`` = the 22 local labels. `
 reference trained the 14 Kaggle classes on WBF-fused boxes (a target task); fuse or remap there.
 
 Splits: the official train (15,000) / test (3,000). No patient ids are released. Height/width come
-from the DICOM header (Rows/Columns).
+from the DICOM header (Rows/Columns). An ``image_id`` with path components (``../test/<id>``) is
+refused (``bad_id``): it would pull an image of the other split in.
 """
 
 import os
@@ -34,7 +35,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..problems import ProblemLog
 from .base import register_source
 from .headers import existing_image_size
-from .paths import first_existing, join_inside, require_file
+from .paths import first_existing, join_inside, plain_name, require_file
 from .records import box_annotation, image_record, present
 from .tables import read_stripped_csv
 
@@ -89,15 +90,17 @@ def _read_votes(path: str, problems: ProblemLog) -> Dict[str, List[List[float]]]
     columns: Optional[List[str]] = None
     for line, row in read_stripped_csv(path, ("image_id",), problems):
         columns = columns or _global_columns(path, row)
-        try:
-            values = [float(row[c]) for c in columns]
-        except ValueError:
-            problems.add("bad_row", f"{path}:{line}", f"non-numeric global labels {columns}")
-            continue
-        if any(v not in (0.0, 1.0) for v in values):
-            problems.add("bad_row", f"{path}:{line}", f"global labels must be 0/1, got {values}")
-            continue
-        votes.setdefault(row["image_id"], []).append(values)
+        with problems.guard(f"{path}:{line}"):
+            try:
+                values = [float(row[c]) for c in columns]
+            except ValueError:
+                problems.add("bad_row", f"{path}:{line}", f"non-numeric global labels {columns}")
+                continue
+            if any(v not in (0.0, 1.0) for v in values):
+                reason = f"global labels must be 0/1, got {values}"
+                problems.add("bad_row", f"{path}:{line}", reason)
+                continue
+            votes.setdefault(row["image_id"], []).append(values)
     return votes
 
 
@@ -123,6 +126,35 @@ def _read_boxes(path: str, problems: ProblemLog) -> Dict[str, List[Tuple[str, in
     return boxes
 
 
+def _record(
+    base: str,
+    split: str,
+    image_id: str,
+    votes: Dict[str, List[List[float]]],
+    boxes: Dict[str, List[Tuple[str, int, Any, list]]],
+    where: str,
+    problems: ProblemLog,
+) -> Optional[Dict[str, Any]]:
+    """The dataset dict of one image id; None after reporting why it is skipped."""
+    name = plain_name(image_id, problems, where)
+    path = None if name is None else join_inside(base, f"{split}/{name}.dicom", problems, where)
+    size = None if path is None else existing_image_size(path, problems, where, dicom=True)
+    if size is None:
+        return None
+    rows = votes.get(image_id, [])
+    if rows:
+        fractions = [sum(r[k] for r in rows) / len(rows) for k in range(len(GLOBAL_LABELS))]
+        labels = [1.0 if f > 0.5 else 0.0 for f in fractions]
+    else:  # boxes but no label row: labels unknown
+        fractions = labels = [float("nan")] * len(GLOBAL_LABELS)
+    annotations = present(
+        box_annotation(box, category, size, problems, box_where, rad_id=rad_id)
+        for box_where, category, rad_id, box in boxes.get(image_id, [])
+    )
+    return image_record(KEY, path, size, name, cls_labels=labels, cls_reader_votes=fractions,
+                        annotations=annotations)  # fmt: skip
+
+
 @register_source(
     KEY,
     splits=("train", "test"),
@@ -144,28 +176,8 @@ def load_vindr_cxr(root: str, split: str, problems: ProblemLog) -> List[Dict[str
     dicts = []
     for image_id in image_ids:
         where = f"{labels_path if image_id in votes else boxes_path} ({image_id})"
-        path = join_inside(base, f"{split}/{image_id}.dicom", problems, where)
-        size = None if path is None else existing_image_size(path, problems, where, dicom=True)
-        if size is None:
-            continue
-        rows = votes.get(image_id, [])
-        if rows:
-            fractions = [sum(r[k] for r in rows) / len(rows) for k in range(len(GLOBAL_LABELS))]
-            labels = [1.0 if f > 0.5 else 0.0 for f in fractions]
-        else:  # boxes but no label row: labels unknown
-            fractions = labels = [float("nan")] * len(GLOBAL_LABELS)
-        annotations = present(
-            box_annotation(box, category, size, problems, box_where, rad_id=rad_id)
-            for box_where, category, rad_id, box in boxes.get(image_id, [])
-        )
-        record = image_record(
-            KEY,
-            path,
-            size,
-            image_id,
-            cls_labels=labels,
-            cls_reader_votes=fractions,
-            annotations=annotations,
-        )
-        dicts.append(record)
+        with problems.guard(where):
+            record = _record(base, split, image_id, votes, boxes, where, problems)
+            if record is not None:
+                dicts.append(record)
     return dicts

@@ -28,7 +28,7 @@ from ..problems import ProblemLog
 from .base import register_source
 from .headers import existing_image_size
 from .paths import first_existing, resolve_inside
-from .records import box_annotation, flat_polygon, image_record, present
+from .records import box_annotation, flat_polygon, image_record, polygon_problem, present
 from .tables import read_json
 
 KEY = "vindr_ribcxr"
@@ -59,11 +59,13 @@ def _image_path(
 
 def _read_table(json_path: str, problems: ProblemLog) -> Dict[str, Any]:
     """The column-oriented JSON; keys that are not ribs are reported (``unknown_class``)."""
-    table = read_json(json_path)
+    table = read_json(json_path, problems)
     if not isinstance(table, dict) or not isinstance(table.get("img"), dict):
         raise ValueError(f"{json_path}: expected a column-oriented dict with an 'img' column")
     for key in table:
-        if key != "img" and key not in CLASSES:
+        if key != "img" and key in CLASSES and not isinstance(table[key], dict):
+            problems.add("bad_row", f"{json_path} key {key!r}", "rib column is not an object")
+        elif key != "img" and key not in CLASSES:
             where = f"{json_path} key {key!r}"
             problems.add("unknown_class", where, f"unknown rib {key!r}; known: {list(CLASSES)}")
     return table
@@ -83,25 +85,31 @@ def load_vindr_ribcxr(root: str, split: str, problems: ProblemLog) -> List[Dict[
         if not isinstance(rel, str) or not rel:
             problems.add("bad_row", where, f"image path {rel!r} is not a string")
             continue
-        path = _image_path(root, json_dir, rel, problems, where)
-        size = None if path is None else existing_image_size(path, problems, where)
-        if size is None:
-            continue
-        annotations = []
-        for category, rib in enumerate(CLASSES):
-            points = table.get(rib, {}).get(index, "None")
-            if points is None or points == "None":
+        with problems.guard(where):
+            path = _image_path(root, json_dir, rel, problems, where)
+            size = None if path is None else existing_image_size(path, problems, where)
+            if size is None:
                 continue
-            rib_where = f"{json_path} {rib}[{index!r}]"
-            flat = flat_polygon(points, itemgetter("x", "y"))
-            if flat is None:
-                problems.add("bad_row", rib_where, "not a list of >= 3 {'x','y'} points")
-                continue
-            xs, ys = flat[0::2], flat[1::2]
-            extent = [min(xs), min(ys), max(xs), max(ys)]
-            ann = box_annotation(extent, category, size, problems, rib_where, segmentation=[flat])
-            annotations.append(ann)
-        stem = os.path.splitext(os.path.basename(rel))[0]
-        record = image_record(KEY, path, size, f"{split}/{stem}", annotations=present(annotations))
-        dicts.append(record)
+            annotations = []
+            for category, rib in enumerate(CLASSES):
+                column = table.get(rib)
+                points = column.get(index, "None") if isinstance(column, dict) else "None"
+                if points is None or points == "None":
+                    continue
+                rib_where = f"{json_path} {rib}[{index!r}]"
+                flat = flat_polygon(points, itemgetter("x", "y"))
+                reason = "not a list of >= 3 {'x','y'} points" if flat is None else None
+                reason = reason or polygon_problem(flat, size)
+                if reason is not None:
+                    problems.add("bad_row", rib_where, reason)
+                    continue
+                xs, ys = flat[0::2], flat[1::2]
+                extent = [min(xs), min(ys), max(xs), max(ys)]
+                ann = box_annotation(extent, category, size, problems, rib_where,
+                                     segmentation=[flat])  # fmt: skip
+                annotations.append(ann)
+            stem = os.path.splitext(os.path.basename(rel))[0]
+            record = image_record(KEY, path, size, f"{split}/{stem}",
+                                  annotations=present(annotations))  # fmt: skip
+            dicts.append(record)
     return dicts

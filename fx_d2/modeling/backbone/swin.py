@@ -6,8 +6,9 @@ at the end of stages 0..2. Outputs ``res2..res5`` (strides 4/8/16/32) go through
 LayerNorms ``norm0..norm3`` (FX ``Locnorm{i}``); ``pool`` uses the final ``norm`` (classification).
 """
 
+import functools
 from collections import OrderedDict
-from typing import Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from detectron2.modeling import Backbone
@@ -20,6 +21,7 @@ __all__ = ["FXSwinTransformer", "STAGE_NAMES"]
 
 STAGE_NAMES = ("res2", "res3", "res4", "res5")  # stages 1-4, strides 4, 8, 16, 32
 _PLAN_CACHE_SIZE = 16
+_is_compiling = getattr(torch.compiler, "is_compiling", lambda: False)  # torch < 2.3: never
 
 
 class FXSwinTransformer(Backbone):
@@ -93,6 +95,7 @@ class FXSwinTransformer(Backbone):
         self._out_feature_channels = {n: c for n, c in zip(STAGE_NAMES, self.num_features)}
         self._out_feature_strides = {n: patch_size * 2**i for i, n in enumerate(STAGE_NAMES)}
         self._plans: "OrderedDict[Tuple, List[StagePlan]]" = OrderedDict()
+        self._compile_backend: Optional[str] = None
         self.apply(_init_weights)
         self._freeze_stages()
 
@@ -136,6 +139,12 @@ class FXSwinTransformer(Backbone):
             self._plans.move_to_end(key)
         return plans
 
+    def set_compile(self, backend: Optional[str] = "inductor") -> None:
+        """Run :meth:`forward_stages` through ``torch.compile(backend=...)`` in train mode (None:
+        always eager). Eval mode (locked phases, teachers, inference) stays eager, so varying
+        test sizes cause no recompilation. Parameters and state_dict keys are unchanged."""
+        self._compile_backend = backend
+
     def forward_stages(self, x: torch.Tensor, num_stages: int = 4) -> List[torch.Tensor]:
         """Raw (un-normalised) stage maps.
 
@@ -148,8 +157,21 @@ class FXSwinTransformer(Backbone):
             They are NCHW-shaped views in channels_last memory (call ``.contiguous()`` before
             ``.view``).
         """
-        tokens, height, width = self.patch_embed(x)
+        patch = self.patch_embed.patch_size
+        height, width = -(-x.shape[2] // patch), -(-x.shape[3] // patch)
         plans = self._stage_plans(height, width, x.device)
+        run: Callable[..., List[torch.Tensor]] = type(self)._run_stages
+        if self._compile_backend and self.training and not _is_compiling():
+            for plan in plans[:num_stages]:  # caches a traced region cannot fill
+                for gather in plan.gathers():
+                    gather.prepare(x.shape[0])
+            run = _compiled_run_stages(type(self), self._compile_backend)
+        return run(self, x, plans, num_stages)
+
+    def _run_stages(
+        self, x: torch.Tensor, plans: List[StagePlan], num_stages: int
+    ) -> List[torch.Tensor]:
+        tokens, _, _ = self.patch_embed(x)
         stages: List[torch.Tensor] = []
         for i in range(num_stages):
             plan = plans[i]
@@ -187,6 +209,13 @@ class FXSwinTransformer(Backbone):
         """(N, C_in, H, W) -> {name: (N, C, H/stride, W/stride)} for ``out_features``."""
         num_stages = max(STAGE_NAMES.index(n) for n in self._out_features) + 1
         return self._normalize(self.forward_stages(x, num_stages), self._out_features)
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled_run_stages(cls: type, backend: str) -> Callable[..., List[torch.Tensor]]:
+    # One compiled function per class and backend, shared by all instances; static shapes
+    # (training batches have one size): a new input size compiles anew.
+    return torch.compile(cls._run_stages, backend=backend, dynamic=False)
 
 
 def _init_weights(module: nn.Module) -> None:

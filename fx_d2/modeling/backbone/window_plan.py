@@ -67,6 +67,12 @@ class TokenGather:
         self._batched.clear()
         return self
 
+    def prepare(self, batch: int) -> None:
+        """Build the batched indices (gather and adjoint) for ``batch`` now: called outside a
+        ``torch.compile`` region, whose tracing cannot fill this cache."""
+        self._indices(batch, False)
+        self._indices(batch, True)
+
     def _indices(self, batch: int, adjoint: bool) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         key = (batch, adjoint)
         if key not in self._batched:

@@ -37,6 +37,8 @@ class ClassificationBranch(TaskBranch):
         in_features: backbone levels pooled and concatenated, subset of ``res2..res5``.
         head: ``CLS_HEAD_REGISTRY`` name ("linear", "standardized", ...).
         exclusive_softmax: softmax CE / probabilities for datasets with ``cls_exclusive``.
+        exclusive_eval_softmax: softmax probabilities for them at inference only (BCE training,
+            as the reference's RSNA).
     """
 
     task = "cls"
@@ -50,6 +52,7 @@ class ClassificationBranch(TaskBranch):
         in_features: Sequence[str] = ("res5",),
         head: str = "linear",
         exclusive_softmax: bool = False,
+        exclusive_eval_softmax: bool = False,
     ):
         super().__init__(specs)
         unknown = [f for f in in_features if f not in STAGE_NAMES]
@@ -64,6 +67,7 @@ class ClassificationBranch(TaskBranch):
         self.in_features = tuple(f for f in STAGE_NAMES if f in in_features)
         self.head = head
         self.exclusive_softmax = exclusive_softmax
+        self.exclusive_eval_softmax = exclusive_eval_softmax
 
     @classmethod
     def from_config(cls, cfg, specs: Sequence[DatasetSpec]) -> Dict[str, Any]:
@@ -74,6 +78,7 @@ class ClassificationBranch(TaskBranch):
             in_features=tuple(fx.CLS_IN_FEATURES),
             head=fx.CLS_HEAD.NAME,
             exclusive_softmax=fx.CLS_EXCLUSIVE_SOFTMAX,
+            exclusive_eval_softmax=fx.CLS_EXCLUSIVE_EVAL_SOFTMAX,
         )
 
     def build_heads(self, cfg, backbone: nn.Module) -> Dict[str, nn.Module]:
@@ -159,5 +164,8 @@ class ClassificationBranch(TaskBranch):
 
     def predict(self, model, key, shared, images, idx, out_sizes) -> List[Dict[str, Any]]:
         """``cls_probs`` Tensor[C]: sigmoid, or softmax for exclusive datasets."""
-        probs = cls_probabilities(model.cls_heads[key](shared[idx]), self._exclusive(key))
+        softmax = self._exclusive(key) or (
+            self.exclusive_eval_softmax and self.specs[key].cls_exclusive
+        )
+        probs = cls_probabilities(model.cls_heads[key](shared[idx]), softmax)
         return [{"cls_probs": p} for p in probs]

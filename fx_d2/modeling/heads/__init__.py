@@ -7,6 +7,7 @@ from .classification import (
     exclusive_ce_loss,
     multilabel_bce_loss,
 )
+from .dino import DINOEncoder, DINOLocalizationDecoder
 from .localization import LocalizationOutput
 from .rcnn import FPNLocalizationEncoder, RCNNLocalizationDecoder
 from .segmentation import build_seg_heads, masked_bce_loss, soft_dice_loss
@@ -19,6 +20,8 @@ __all__ = [
     "exclusive_ce_loss",
     "multilabel_bce_loss",
     "LocalizationOutput",
+    "DINOEncoder",
+    "DINOLocalizationDecoder",
     "FPNLocalizationEncoder",
     "RCNNLocalizationDecoder",
     "build_seg_heads",

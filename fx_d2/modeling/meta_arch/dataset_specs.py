@@ -6,11 +6,16 @@ Heads are sized from each key's catalog entry (its source, else the metadata of
 """
 
 import dataclasses
-from typing import Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 from ...data.catalog import TASKS, DatasetSpec, dataset_spec
 
-__all__ = ["parse_task_overrides", "dataset_specs_from_cfg"]
+__all__ = [
+    "parse_task_overrides",
+    "dataset_specs_from_cfg",
+    "batch_stage",
+    "requested_tasks",
+]
 
 
 def parse_task_overrides(entries: Sequence[str]) -> Dict[str, Tuple[str, ...]]:
@@ -55,3 +60,38 @@ def dataset_specs_from_cfg(cfg) -> List[DatasetSpec]:
             labelled = tuple(t for t in spec.tasks if spec.labels(t))
             specs.append(dataclasses.replace(spec, tasks=labelled))
     return specs
+
+
+def batch_stage(
+    datasets: Mapping[str, DatasetSpec], batched_inputs: Sequence[Dict[str, Any]]
+) -> Tuple[str, str]:
+    """The single ``(dataset key, task)`` of a training batch, checked against ``datasets``.
+
+    Raises:
+        ValueError / KeyError: mixed stages, an unknown dataset, or a task it has no head for.
+    """
+    stages = sorted({(str(x.get("dataset_name")), str(x.get("task"))) for x in batched_inputs})
+    if len(stages) != 1:
+        raise ValueError(f"a FoundationX training batch holds one (dataset, task), got {stages}")
+    key, task = stages[0]
+    if key not in datasets:
+        raise KeyError(f"dataset {key!r} has no heads; MODEL.FX.DATASETS = {list(datasets)}")
+    if task not in datasets[key].tasks:
+        raise ValueError(f"dataset {key!r} has no {task!r} head (tasks {datasets[key].tasks})")
+    return key, task
+
+
+def requested_tasks(
+    datasets: Mapping[str, DatasetSpec], x: Dict[str, Any]
+) -> Tuple[str, Tuple[str, ...]]:
+    """``(dataset key, tasks)`` an inference input asks for: its ``dataset_name`` and ``tasks``
+    (default: all the dataset's tasks)."""
+    key = x.get("dataset_name")
+    if key not in datasets:
+        raise KeyError(f"input dataset_name {key!r} has no heads; known {list(datasets)}")
+    tasks = x.get("tasks") or datasets[key].tasks
+    tasks = (tasks,) if isinstance(tasks, str) else tuple(tasks)
+    unknown = [t for t in tasks if t not in datasets[key].tasks or t not in TASKS]
+    if unknown:
+        raise ValueError(f"{key!r} has no heads for {unknown} (tasks {datasets[key].tasks})")
+    return key, tasks

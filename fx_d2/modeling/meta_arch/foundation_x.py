@@ -23,8 +23,9 @@ from ...config import import_config_modules
 from ...data.catalog import TASKS, DatasetSpec
 from ..branches import TASK_BRANCHES, TaskBranch, detach_output
 from ..lock import frozen
+from ..pixel_norm import PixelNormalizer, inference_passes, task_pixel_norm_from_cfg
 from ..teacher import consistency_loss, unwrap_model
-from .dataset_specs import dataset_specs_from_cfg
+from .dataset_specs import batch_stage, dataset_specs_from_cfg, requested_tasks
 
 __all__ = ["FoundationX"]
 
@@ -50,6 +51,8 @@ class FoundationX(nn.Module):
         pixel_std: Sequence[float],
         consistency_weight: float = 0.5,
         consistency_when_locked: bool = False,
+        task_pixel_norm: Optional[Mapping[str, Tuple[Sequence[float], Sequence[float]]]] = None,
+        consistency_raw_tasks: Sequence[str] = (),
     ):
         """
         Args:
@@ -61,6 +64,11 @@ class FoundationX(nn.Module):
             pixel_mean, pixel_std: per-channel RGB normalisation of the 0..255 input.
             consistency_weight: c in ``(1-c)*task + c*consistency`` when a teacher is attached.
             consistency_when_locked: also compute the (gradient-free) consistency under lock.
+            task_pixel_norm: task -> (mean, std) used instead of ``pixel_mean`` / ``pixel_std``
+                for that task's inputs (e.g. ``pixel_norm.REFERENCE_PIXEL_NORM``); inference
+                then runs the backbone once per task.
+            consistency_raw_tasks: tasks whose consistency features are compared without L2
+                normalisation (the reference: classification).
         """
         super().__init__()
         if not 0.0 <= consistency_weight <= 1.0:
@@ -71,8 +79,8 @@ class FoundationX(nn.Module):
         for branch in branches:
             for name in branch.module_names:
                 setattr(self, name, modules.get(name))
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.pixel_norm = PixelNormalizer(pixel_mean, pixel_std, task_pixel_norm)
+        self.consistency_raw_tasks = tuple(consistency_raw_tasks)
         self.consistency_weight = float(consistency_weight)
         self.consistency_when_locked = consistency_when_locked
         self._locked = False
@@ -99,6 +107,9 @@ class FoundationX(nn.Module):
             modules.update(branch.build_shared(cfg, backbone))
         for branch in branches:
             modules.update(branch.build_heads(cfg, backbone))
+        raw = [t for t in cfg.MODEL.FX.CONSISTENCY_RAW_TASKS]
+        if any(t not in TASKS for t in raw):
+            raise ValueError(f"MODEL.FX.CONSISTENCY_RAW_TASKS {raw}: tasks from {TASKS}")
         return dict(
             backbone=backbone,
             datasets=specs,
@@ -108,12 +119,14 @@ class FoundationX(nn.Module):
             pixel_std=list(cfg.MODEL.PIXEL_STD),
             consistency_weight=cfg.MODEL.FX.CONSISTENCY_WEIGHT,
             consistency_when_locked=cfg.MODEL.FX.CONSISTENCY_WHEN_LOCKED,
+            task_pixel_norm=task_pixel_norm_from_cfg(cfg),
+            consistency_raw_tasks=raw,
         )
 
     # ----------------------------------------------------------------------------- state
     @property
     def device(self) -> torch.device:
-        return self.pixel_mean.device
+        return self.pixel_norm.mean.device
 
     @property
     def locked(self) -> bool:
@@ -147,8 +160,11 @@ class FoundationX(nn.Module):
         return self.datasets[key].tasks
 
     # ----------------------------------------------------------------------------- features
-    def preprocess_image(self, batched_inputs: List[Dict[str, Any]]) -> ImageList:
-        """Normalise each ``image`` (3, H, W) RGB 0..255 and pad to the backbone's divisibility."""
+    def preprocess_image(
+        self, batched_inputs: List[Dict[str, Any]], task: Optional[str] = None
+    ) -> ImageList:
+        """Normalise each ``image`` (3, H, W) RGB 0..255 (for ``task``'s own normalisation when
+        the model has one) and pad to the backbone's divisibility."""
         images = []
         for x in batched_inputs:
             image = x["image"]
@@ -157,7 +173,7 @@ class FoundationX(nn.Module):
                     f"FoundationX expects 'image' (3, H, W), got {tuple(image.shape)} for "
                     f"{x.get('file_name', x.get('image_id', '?'))}"
                 )
-            images.append((image.to(self.device).float() - self.pixel_mean) / self.pixel_std)
+            images.append(self.pixel_norm(image, task))
         kwargs = {}
         constraints = getattr(self.backbone, "padding_constraints", None)
         if _PADDING_CONSTRAINTS and constraints:
@@ -186,9 +202,9 @@ class FoundationX(nn.Module):
         """
         if not self.training:
             return self.inference(batched_inputs)
-        key, task = self._batch_stage(batched_inputs)
+        key, task = batch_stage(self.datasets, batched_inputs)
         branch = self.branches[task]
-        images = self.preprocess_image(batched_inputs)
+        images = self.preprocess_image(batched_inputs, task)
         locked = frozen(*self.locked_modules(task)) if self._locked else contextlib.nullcontext()
         with locked:
             stages = self.backbone.forward_stages(images.tensor)
@@ -197,23 +213,6 @@ class FoundationX(nn.Module):
             shared = detach_output(shared)
         losses, features = branch.losses(self, key, shared, images, batched_inputs)
         return self._with_consistency(losses, features, images, key, task)
-
-    def _batch_stage(self, batched_inputs: List[Dict[str, Any]]) -> Tuple[str, str]:
-        stages = sorted({(str(x.get("dataset_name")), str(x.get("task"))) for x in batched_inputs})
-        if len(stages) != 1:
-            raise ValueError(
-                f"a FoundationX training batch holds one (dataset, task), got {stages}"
-            )
-        key, task = stages[0]
-        if key not in self.datasets:
-            raise KeyError(
-                f"dataset {key!r} has no heads; MODEL.FX.DATASETS = {list(self.datasets)}"
-            )
-        if task not in self.datasets[key].tasks:
-            raise ValueError(
-                f"dataset {key!r} has no {task!r} head (tasks {self.datasets[key].tasks})"
-            )
-        return key, task
 
     def _with_consistency(self, losses, student_features, images, key, task):
         c = self.consistency_weight
@@ -227,7 +226,9 @@ class FoundationX(nn.Module):
         with frozen(self._teacher):
             teacher_features = self._teacher.consistency_features(images, key, task)
         cons = consistency_loss(
-            [f.float() for f in student_features], [f.float() for f in teacher_features]
+            [f.float() for f in student_features],
+            [f.float() for f in teacher_features],
+            normalize=task not in self.consistency_raw_tasks,
         )
         weighted["loss_consistency"] = c * cons
         return weighted
@@ -241,38 +242,33 @@ class FoundationX(nn.Module):
             (pred_boxes, scores, pred_classes in the original ``height`` x ``width``);
             ``sem_seg`` Tensor[Cs, height, width] of per-channel probabilities.
         """
-        requests = [self._requested(x) for x in batched_inputs]
-        images = self.preprocess_image(batched_inputs)
-        stages = self.backbone.forward_stages(images.tensor)
+        requests = [requested_tasks(self.datasets, x) for x in batched_inputs]
         results: List[Dict[str, Any]] = [{} for _ in batched_inputs]
-        out_sizes = [
-            (int(x.get("height", hw[0])), int(x.get("width", hw[1])))
-            for x, hw in zip(batched_inputs, images.image_sizes)
-        ]
-        for task, branch in self.branches.items():
-            groups: Dict[str, List[int]] = {}
-            for i, (key, tasks) in enumerate(requests):
-                if task in tasks:
-                    groups.setdefault(key, []).append(i)
-            if not groups:
+        for norm_task, pass_tasks in inference_passes(
+            tuple(self.branches), self.pixel_norm.own_norm_tasks
+        ):
+            if not any(t in tasks for _, tasks in requests for t in pass_tasks):
                 continue
-            shared = branch.shared_forward(self, stages, images)
-            for key, idx in groups.items():
-                for i, fields in zip(
-                    idx, branch.predict(self, key, shared, images, idx, out_sizes)
-                ):
-                    results[i].update(fields)
+            images = self.preprocess_image(batched_inputs, norm_task)
+            stages = self.backbone.forward_stages(images.tensor)
+            out_sizes = [
+                (int(x.get("height", hw[0])), int(x.get("width", hw[1])))
+                for x, hw in zip(batched_inputs, images.image_sizes)
+            ]
+            for task in pass_tasks:
+                self._predict_task(task, requests, stages, images, out_sizes, results)
         return results
 
-    def _requested(self, x: Dict[str, Any]) -> Tuple[str, Tuple[str, ...]]:
-        key = x.get("dataset_name")
-        if key not in self.datasets:
-            raise KeyError(f"input dataset_name {key!r} has no heads; known {list(self.datasets)}")
-        tasks = x.get("tasks") or self.datasets[key].tasks
-        tasks = (tasks,) if isinstance(tasks, str) else tuple(tasks)
-        unknown = [t for t in tasks if t not in self.datasets[key].tasks or t not in TASKS]
-        if unknown:
-            raise ValueError(
-                f"{key!r} has no heads for {unknown} (tasks {self.datasets[key].tasks})"
-            )
-        return key, tasks
+    def _predict_task(self, task, requests, stages, images, out_sizes, results) -> None:
+        """Run ``task``'s branch for the inputs that request it; fills ``results`` in place."""
+        branch = self.branches[task]
+        groups: Dict[str, List[int]] = {}
+        for i, (key, tasks) in enumerate(requests):
+            if task in tasks:
+                groups.setdefault(key, []).append(i)
+        if not groups:
+            return
+        shared = branch.shared_forward(self, stages, images)
+        for key, idx in groups.items():
+            for i, fields in zip(idx, branch.predict(self, key, shared, images, idx, out_sizes)):
+                results[i].update(fields)

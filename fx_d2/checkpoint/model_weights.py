@@ -4,7 +4,9 @@ The converter (``tools/convert_checkpoint.py``) writes ``{"model": state_dict, "
 "fx_d2", "matching_heuristics": False}`` with keys ``backbone.*``, ``cls_heads.<key>.*``,
 ``seg_decoder.*`` and ``seg_heads.<key>.*``. Tensors whose name and shape match are loaded; the rest
 is reported (missing = in the model, not in the file; unexpected = in the file, not in the model;
-shape mismatch = in both with different shapes, left at the model's values). Detectron2's
+shape mismatch = in both with different shapes, left at the model's values). Modules marked
+``complete_load_only`` (the DINO encoder and decoders) load all their tensors or none: a partial
+or mis-shaped one is listed under ``not_loaded`` with every problem key. Detectron2's
 ``DetectionCheckpointer(model).load(path)`` also reads such a file.
 """
 
@@ -13,32 +15,30 @@ from collections import Counter
 from typing import Any, Dict, List, Mapping, Union
 
 import torch
-from detectron2.utils.file_io import PathManager
 from torch import nn
 
-from .teacher import unwrap_model
+from ..modeling.heads.dino.complete_load import partial_state_problems
+from ..modeling.teacher import unwrap_model
+from .loading import load_checkpoint
 
 __all__ = ["load_foundation_x_weights", "read_state_dict"]
 
 logger = logging.getLogger(__name__)
 
 
-def read_state_dict(source: Union[str, Mapping[str, Any]]) -> Dict[str, torch.Tensor]:
+def read_state_dict(
+    source: Union[str, Mapping[str, Any]], trust_pickle: bool = False
+) -> Dict[str, torch.Tensor]:
     """Tensors of a checkpoint file or dict: the ``"model"`` (or ``"state_dict"``) entry when
-    present, else the mapping itself; a leading ``module.`` (DDP) is stripped.
+    present, else the mapping itself; a leading ``module.`` (DDP) is stripped. A file is read by
+    :func:`fx_d2.checkpoint.loading.load_checkpoint` (no code from it runs unless
+    ``trust_pickle``).
 
     Raises:
-        ValueError: the file/dict holds no tensors.
+        ValueError: the file cannot be read or is refused, or the file/dict holds no tensors.
     """
     where = source if isinstance(source, str) else "<state_dict>"
-    if isinstance(source, str):
-        with PathManager.open(source, "rb") as f:
-            try:
-                data = torch.load(f, map_location="cpu", weights_only=True)
-            except Exception as err:  # a file that is not a torch checkpoint
-                raise ValueError(f"{where}: cannot read as a torch checkpoint ({err})") from err
-    else:
-        data = source
+    data = load_checkpoint(source, trust_pickle=trust_pickle) if isinstance(source, str) else source
     for entry in ("model", "state_dict"):
         if isinstance(data, Mapping) and isinstance(data.get(entry), Mapping):
             data = data[entry]
@@ -64,23 +64,27 @@ def _group(names: List[str]) -> Dict[str, int]:
 
 
 def load_foundation_x_weights(
-    model: nn.Module, path_or_state_dict: Union[str, Mapping[str, Any]]
+    model: nn.Module,
+    path_or_state_dict: Union[str, Mapping[str, Any]],
+    trust_pickle: bool = False,
 ) -> Dict[str, Any]:
     """Copy matching tensors of a converted Foundation X checkpoint into ``model``.
 
     Args:
         model: a FoundationX (possibly DDP-wrapped).
         path_or_state_dict: checkpoint path (any PathManager URI) or an already-loaded dict.
+        trust_pickle: see :func:`fx_d2.checkpoint.loading.load_checkpoint`.
 
     Returns:
         report dict: ``loaded`` / ``missing`` / ``unexpected`` / ``shape_mismatch`` (sorted name
         lists; mismatches as ``(name, file_shape, model_shape)``), their ``num_*`` counts, and
         ``missing_by_group`` / ``unexpected_by_group`` counts per module, e.g.
-        ``{"cls_heads.node21": 2}``, and ``warnings`` (e.g. a BatchNorm UperNet loaded into a
-        GroupNorm one).
+        ``{"cls_heads.node21": 2}``, ``not_loaded`` (all-or-nothing modules the checkpoint fits
+        only partly, with their problem keys) and ``warnings`` (e.g. a BatchNorm UperNet loaded
+        into a GroupNorm one).
     """
     model = unwrap_model(model)
-    incoming = read_state_dict(path_or_state_dict)
+    incoming = read_state_dict(path_or_state_dict, trust_pickle)
     own = model.state_dict()
     matched, mismatched = {}, []
     for name, value in incoming.items():
@@ -90,6 +94,7 @@ def load_foundation_x_weights(
             mismatched.append((name, tuple(value.shape), tuple(own[name].shape)))
         else:
             matched[name] = value
+    not_loaded = _all_or_nothing(model, incoming, matched)
     model.load_state_dict(matched, strict=False)
     missing = sorted(n for n in own if n not in incoming)
     unexpected = sorted(n for n in incoming if n not in own)
@@ -111,6 +116,7 @@ def load_foundation_x_weights(
         "num_shape_mismatch": len(mismatched),
         "missing_by_group": _group(missing),
         "unexpected_by_group": _group(unexpected),
+        "not_loaded": not_loaded,
         "warnings": warnings,
     }
     where = path_or_state_dict if isinstance(path_or_state_dict, str) else "state_dict"
@@ -129,4 +135,24 @@ def load_foundation_x_weights(
         logger.warning("%s: %s", where, text)
     for name, file_shape, model_shape in mismatched:
         logger.warning("Skipped %s: checkpoint %s vs model %s", name, file_shape, model_shape)
+    for prefix, problems in not_loaded.items():
+        logger.warning("%s not loaded (all or nothing): %s", prefix, "; ".join(problems))
     return report
+
+
+def _all_or_nothing(
+    model: nn.Module, incoming: Mapping[str, Any], matched: Dict[str, torch.Tensor]
+) -> Dict[str, List[str]]:
+    """Drop from ``matched`` every tensor of a ``complete_load_only`` module that the checkpoint
+    fits only partly; returns ``{module prefix: problem lines}``."""
+    not_loaded: Dict[str, List[str]] = {}
+    for name, module in model.named_modules():
+        if not getattr(module, "complete_load_only", False):
+            continue
+        prefix = f"{name}." if name else ""
+        problems = partial_state_problems(module, incoming, prefix)
+        if problems:
+            for k in module.state_dict():
+                matched.pop(prefix + k, None)
+            not_loaded[prefix.rstrip(".")] = problems
+    return not_loaded

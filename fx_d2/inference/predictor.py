@@ -7,10 +7,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import torch
 from detectron2.modeling import build_model
-from detectron2.utils.file_io import PathManager
 
+from fx_d2.checkpoint.loading import load_checkpoint
+from fx_d2.checkpoint.model_weights import load_foundation_x_weights
 from fx_d2.data.mapper import FXDatasetMapper
-from fx_d2.modeling.load import load_foundation_x_weights
 
 logger = logging.getLogger(__name__)
 
@@ -19,20 +19,15 @@ logger = logging.getLogger(__name__)
 TEACHER_ENTRIES = ("ema_teacher", "teacher", "teacher_model", "model_ema")
 
 
-def read_checkpoint(path: str) -> Dict[str, Any]:
-    """``torch.load`` a checkpoint file on CPU (tensors and plain containers only).
+def read_checkpoint(path: str, trust_pickle: bool = False) -> Dict[str, Any]:
+    """A checkpoint file as a dict, read by :func:`fx_d2.checkpoint.loading.load_checkpoint`
+    (tensors and plain containers only; nothing from the file runs unless ``trust_pickle``).
 
     Raises:
-        ValueError: the file cannot be read as a torch checkpoint.
+        fx_d2.checkpoint.loading.CheckpointLoadError (a ValueError): missing, corrupt, not a
+            checkpoint, or refused (names the file and why).
     """
-    with PathManager.open(path, "rb") as f:
-        try:
-            data = torch.load(f, map_location="cpu", weights_only=True)
-        except Exception as err:  # anything torch.load rejects: not a checkpoint
-            raise ValueError(f"{path}: cannot read as a torch checkpoint ({err})") from err
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{path}: expected a dict checkpoint, got {type(data).__name__}")
-    return dict(data)
+    return load_checkpoint(path, trust_pickle=trust_pickle)
 
 
 def teacher_state_dict(
@@ -72,8 +67,12 @@ class FXPredictor:
             weights: checkpoint path; None or "" keeps the random initialisation (tests only).
             teacher: load the EMA teacher of a training checkpoint instead of the student.
 
+        ``cfg.MODEL.FX.TRUST_PICKLE`` decides whether a weights file that needs unpickling is
+        read (see :func:`fx_d2.checkpoint.loading.load_checkpoint`).
+
         Raises:
-            ValueError: unreadable weights, no teacher entry, or no tensor matching the model.
+            ValueError: unreadable or refused weights, no teacher entry, or no tensor matching
+                the model.
         """
         self.cfg = cfg.clone()
         self.model = build_model(self.cfg)
@@ -91,7 +90,7 @@ class FXPredictor:
             },
         )
         if weights:
-            checkpoint = read_checkpoint(weights)
+            checkpoint = read_checkpoint(weights, trust_pickle=self.cfg.MODEL.FX.TRUST_PICKLE)
             state = teacher_state_dict(checkpoint, weights) if teacher else checkpoint
             report = load_foundation_x_weights(self.model, state)
             if report["num_loaded"] == 0:
