@@ -138,9 +138,14 @@ class LockReleaseTrainer(TrainStepMixin, ResumableStateMixin, TrainerEvalMixin, 
         self._rng_states: Optional[List[Dict[str, Any]]] = None
         self._pending_rng: Optional[Dict[str, Any]] = None
         self.register_hooks(self.build_hooks())
-        # preflight: every stage's data and every test set is read now, not when it is needed
+        # preflight: every stage's data and every test set is read now, not when it is needed;
+        # the test sets into the evaluation runner's cache (read once per run)
         check_datasets(
-            self.stages, self.stage_data, self.evaluation.datasets, cfg.DATASETS.FX.STRICT
+            self.stages,
+            self.stage_data,
+            self.evaluation.datasets,
+            cfg.DATASETS.FX.STRICT,
+            test_data=self.evaluation.dataset_dicts,
         )
 
     # ------------------------------------------------------------------------------ builders
