@@ -234,7 +234,9 @@ def format_transfer_table(results: Results, modes: Sequence[str] = MODES) -> str
                 if len(header) > len(row):
                     full = runs.get(f"full@N={n}", {}).get(metric)
                     scratch = runs.get(f"scratch@N={n}", {}).get(metric)
-                    row.append("–" if None in (full, scratch) else f"{full - scratch:+.1f}")
+                    # "or 0.0": a difference that rounds to -0.0 prints as +0.0
+                    diff = None if None in (full, scratch) else round(full - scratch, 1) or 0.0
+                    row.append("–" if diff is None else f"{diff:+.1f}")
                 lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
