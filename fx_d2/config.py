@@ -245,6 +245,8 @@ def _add_data_config(cfg: CN) -> None:
     cfg.INPUT.FX.CACHE_FORMAT = "png16"
     # Images whose header declares more pixels are refused (decompression bombs).
     cfg.INPUT.FX.MAX_PIXELS = 100_000_000
+    # Decode JPEG 2000 / JPEG at the coarsest level still covering the output (or CACHE_SIZE).
+    cfg.INPUT.FX.SCALED_DECODE = True
     # END DATA KEYS
 
 

@@ -23,11 +23,11 @@ from tqdm import tqdm
 _CACHE = None
 
 
-def _init(out: str, size: int, fmt: str, max_pixels: int) -> None:
+def _init(out: str, size: int, fmt: str, max_pixels: int, scaled_decode: bool) -> None:
     global _CACHE
     from fx_d2.data.cache import ImageCache
 
-    _CACHE = ImageCache(out, size, fmt, max_pixels)
+    _CACHE = ImageCache(out, size, fmt, max_pixels, scaled_decode)
 
 
 def _cache_one(path: str) -> Tuple[str, str, str]:
@@ -35,9 +35,7 @@ def _cache_one(path: str) -> Tuple[str, str, str]:
     try:
         if os.path.exists(_CACHE.entry_path(path)):
             return "existing", path, ""
-        from fx_d2.data.io import read_image
-
-        _CACHE.store(path, read_image(path, max_pixels=_CACHE.max_pixels))
+        _CACHE.store(path, _CACHE.decode(path))
         return "new", path, ""
     except Exception as e:  # report every failure, keep going
         return "failed", path, f"{type(e).__name__}: {e}"
@@ -65,6 +63,12 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     parser.add_argument("--root", default=None, help="datasets root (default: $FX_DATASETS)")
     parser.add_argument("--max-pixels", type=int, default=100_000_000)
+    parser.add_argument(
+        "--full-decode",
+        action="store_true",
+        help="decode JPEG 2000 / JPEG in full, not at the smallest level >= --size "
+        "(INPUT.FX.SCALED_DECODE False)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.root:
@@ -73,7 +77,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     counts = {"new": 0, "existing": 0, "failed": 0}
     errors: List[str] = []
-    init_args = (args.out, args.size, args.format, args.max_pixels)
+    init_args = (args.out, args.size, args.format, args.max_pixels, not args.full_decode)
     if args.workers <= 1:
         _init(*init_args)
         results = map(_cache_one, files)

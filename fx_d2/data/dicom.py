@@ -17,16 +17,23 @@ declare the same size in its own codestream (:mod:`.codestream`). A deflated fil
 a bounded size. A file cut inside its pixel data, or a JPEG / JPEG 2000 stream without its end
 marker, is reported as truncated. NaN or infinite values after the Modality LUT are an error; a
 window that cannot be applied falls back to min-max with a warning.
+
+With ``min_side`` (:mod:`.scaled_decode`), a monochrome JPEG 2000 or 8-bit JPEG frame is decoded at
+a reduced resolution, after the same header checks; the steps from the Modality LUT on are the same
+function for either size (the result is then aligned: :class:`.scaled_decode.ReducedGrid`).
+A file without VOI is normalised by the min / max of the pixels decoded, which a reduced decode
+(low-passed) narrows: an isolated extreme pixel no longer sets the range.
 """
 
 import logging
 import zlib
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
 from .codestream import codestream_size, ends_with_end_marker
 from .image_checks import DEFAULT_MAX_BYTES, ImageReadError, check_finite, check_pixels
+from .scaled_decode import decode_dicom_scaled
 
 logger = logging.getLogger(__name__)
 
@@ -225,10 +232,17 @@ def _apply_voi(path: str, arr: np.ndarray, ds) -> np.ndarray:
     return (out - np.float32(lo)) / np.float32(hi - lo)
 
 
-def read_dicom(path: str, max_pixels: int, max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
-    """Decode one DICOM radiograph to float32 (H, W) in [0, 1], brighter = denser."""
-    from pydicom.pixels.processing import apply_modality_lut
+def read_dicom(
+    path: str,
+    max_pixels: int,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    min_side: Optional[int] = None,
+) -> np.ndarray:
+    """Decode one DICOM radiograph to float32 (H, W) in [0, 1], brighter = denser.
 
+    With ``min_side``, a JPEG 2000 or 8-bit JPEG frame is decoded at the smallest size the stream
+    offers whose shorter side is still ``>= min_side`` (:mod:`.scaled_decode`); the intensity steps
+    are the same for either size."""
     ds = _dcmread(path, max_bytes)
     if "PixelData" not in ds:
         raise _no_pixel_data(path, ds)
@@ -245,6 +259,15 @@ def read_dicom(path: str, max_pixels: int, max_bytes: int = DEFAULT_MAX_BYTES) -
     check_pixels(path, rows, cols, max_pixels, "DICOM ",
                  bytes_per_pixel=spp * max(bits, 8) / 8, max_bytes=max_bytes)  # fmt: skip
     _check_decodable(path, ds, rows, cols, spp, bits)
+    reduced = decode_dicom_scaled(ds, min_side) if min_side else None
+    if reduced is None:
+        return _stored_to_intensity(path, _decode_full(path, ds, rows, cols), ds)
+    stored, grid = reduced
+    return grid.align(_stored_to_intensity(path, stored, ds))
+
+
+def _decode_full(path: str, ds, rows: int, cols: int) -> np.ndarray:
+    """``ds.pixel_array`` (stored values), decoder failures as named-file errors."""
     try:
         arr = ds.pixel_array
     except Exception as e:  # plugin errors come in many types
@@ -259,6 +282,13 @@ def read_dicom(path: str, max_pixels: int, max_bytes: int = DEFAULT_MAX_BYTES) -
         ) from e
     if arr.shape[:2] != (rows, cols):
         raise ImageReadError(path, f"decoded shape {arr.shape} differs from Rows x Columns")
+    return arr
+
+
+def _stored_to_intensity(path: str, arr: np.ndarray, ds) -> np.ndarray:
+    """Stored values (any size) -> Modality LUT -> VOI -> [0, 1] -> MONOCHROME1 inverted."""
+    from pydicom.pixels.processing import apply_modality_lut
+
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if arr.ndim == 3:  # colour: pydicom already converted YBR to RGB
         import cv2

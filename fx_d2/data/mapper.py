@@ -1,6 +1,8 @@
 """Task-aware dataset mapper: FX dataset dicts -> model inputs (docs/datasets.md, "The mapper").
 
-Per image: read (or take from the decoded-image cache), resize to the configured size, optional
+Per image: read (or take from the decoded-image cache; with ``scaled_decode``, JPEG 2000 and JPEG
+are decoded at the smallest size that still covers the output, :func:`read_image_min_side`), resize
+to the configured size, optional
 training augmentation (horizontal flip, small rotation, brightness/contrast) applied consistently to
 the image, boxes, instance masks and semantic masks, then:
 
@@ -16,6 +18,7 @@ Python >= 3.11), which then tries another index.
 """
 
 import logging
+import math
 import multiprocessing as mp
 import os
 from typing import Any, Dict, List, Optional, Sequence
@@ -34,7 +37,13 @@ from .transforms import build_geometry, output_size, sided_classes
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FXDatasetMapper", "skipped_images", "apply_uncertainty_policy", "POLICIES"]
+__all__ = [
+    "FXDatasetMapper",
+    "skipped_images",
+    "apply_uncertainty_policy",
+    "read_image_min_side",
+    "POLICIES",
+]
 
 POLICIES = ("ones", "zeros", "ignore", "lsr-ones", "lsr-zeros")
 
@@ -51,6 +60,13 @@ def _count_skip() -> int:
     with _SKIPPED.get_lock():
         _SKIPPED.value += 1
         return int(_SKIPPED.value)
+
+
+def read_image_min_side(height: int, width: int, out_hw: Sequence[int]) -> int:
+    """The ``min_side`` to decode a ``height`` x ``width`` image with for an ``out_hw`` output: the
+    shorter side at which neither axis of the decoded copy is smaller than the output's."""
+    scale = max(out_hw[0] / height, out_hw[1] / width)
+    return max(1, math.ceil(min(height, width) * scale - 1e-9))
 
 
 def apply_uncertainty_policy(
@@ -122,6 +138,7 @@ class FXDatasetMapper:
         strict: bool = False,
         cache: Optional[ImageCache] = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        scaled_decode: bool = True,
         metadata: Optional[Dict[str, Dict[str, Any]]] = None,
         seed: Optional[int] = None,
     ):
@@ -139,6 +156,9 @@ class FXDatasetMapper:
             instance_masks: add ``gt_masks`` (BitMasks) to loc instances.
             strict: raise on unreadable images instead of skipping them.
             cache: decoded-image cache, or None.
+            max_pixels: forwarded to :func:`read_image` (decompression-bomb limit).
+            scaled_decode: decode JPEG 2000 / JPEG at the smallest size that still covers the
+                output (:func:`read_image_min_side`; read_image's ``min_side``), not in full.
             metadata: dataset key -> metadata dict; default: the registered sources / catalog.
             seed: RNG seed (None: drawn from NumPy's global RNG, which Detectron2 seeds per worker).
         """
@@ -157,7 +177,7 @@ class FXDatasetMapper:
         )
         self.lsr_range, self.unmentioned_weight = tuple(lsr_range), float(unmentioned_weight)
         self.instance_masks, self.strict = instance_masks, strict
-        self.cache, self.max_pixels = cache, max_pixels
+        self.cache, self.max_pixels, self.scaled_decode = cache, max_pixels, bool(scaled_decode)
         self._metadata = dict(metadata or {})
         self._seed, self._rng, self._rng_pid = seed, None, None
         self._no_flip_logged: set = set()
@@ -167,7 +187,9 @@ class FXDatasetMapper:
         fx = cfg.INPUT.FX
         cache = None
         if fx.CACHE_DIR:
-            cache = ImageCache(fx.CACHE_DIR, fx.CACHE_SIZE, fx.CACHE_FORMAT, fx.MAX_PIXELS)
+            cache = ImageCache(
+                fx.CACHE_DIR, fx.CACHE_SIZE, fx.CACHE_FORMAT, fx.MAX_PIXELS, fx.SCALED_DECODE
+            )
             if fx.CACHE_SIZE < fx.SIZE:
                 logger.warning(
                     "INPUT.FX.CACHE_SIZE %d < INPUT.FX.SIZE %d: images will be "
@@ -182,7 +204,8 @@ class FXDatasetMapper:
             policy_overrides=_parse_overrides(fx.UNCERTAIN_POLICY_OVERRIDES),
             lsr_range=tuple(fx.LSR_RANGE), unmentioned_weight=fx.UNMENTIONED_WEIGHT,
             instance_masks=fx.INSTANCE_MASKS, strict=cfg.DATASETS.FX.STRICT, cache=cache,
-            max_pixels=fx.MAX_PIXELS, seed=cfg.SEED if cfg.SEED >= 0 else None,
+            max_pixels=fx.MAX_PIXELS, scaled_decode=fx.SCALED_DECODE,
+            seed=cfg.SEED if cfg.SEED >= 0 else None,
         )  # fmt: skip
 
     # ------------------------------------------------------------------------------ helpers
@@ -212,10 +235,16 @@ class FXDatasetMapper:
             self._metadata[key] = dataset_metadata(key)
         return self._metadata[key]
 
-    def _read(self, path: str) -> np.ndarray:
+    def _read(self, d: Dict[str, Any]) -> np.ndarray:
+        path = d["file_name"]
         if self.cache is not None:
             return self.cache.get(path)
-        return read_image(path, max_pixels=self.max_pixels)
+        min_side = None
+        if self.scaled_decode:  # the dict's grid is the file's size (JSRT raw: not J2K / JPEG)
+            height, width = int(d["height"]), int(d["width"])
+            out_hw = output_size(height, width, self.resize_mode, self.size, self.max_size)
+            min_side = read_image_min_side(height, width, out_hw)
+        return read_image(path, min_side, max_pixels=self.max_pixels)
 
     def _flip_allowed(self, key: str, meta: Dict[str, Any]) -> bool:
         if meta.get("flip_pairs") or not sided_classes(meta):
@@ -236,7 +265,7 @@ class FXDatasetMapper:
         d = dataset_dict
         path = d["file_name"]
         try:
-            img = self._read(path)
+            img = self._read(d)
             self._check_grid(path, img, int(d["height"]), int(d["width"]))
         except (ImageReadError, OSError) as e:
             if self.strict:

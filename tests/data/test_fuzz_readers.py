@@ -1,11 +1,12 @@
 """Fuzz: the image readers over byte mutations of every format the demo replica writes (DICOM
 explicit / JPEG baseline / JPEG 2000 / MONOCHROME1 with a window, PNG 8-bit gray and RGB and
-16-bit, JPEG, GIF, MetaImage plain and zlib-compressed, JSRT raw). Each probe flips, overwrites,
-inserts, deletes or truncates bytes (half of them in the header) and reads the file with
-``read_image``, ``read_image_size`` and ``read_mask``: the result is a finite float32 (H, W) image
-in [0, 1] (a bool mask, a positive size) or an ``ImageReadError`` naming the file; any other
-exception type, or a probe running past its deadline, fails. Hypothesis is derandomized
-(tests/conftest.py), so every run draws the same probes; ``PROBES`` per format.
+16-bit, JPEG, GIF, MetaImage plain and zlib-compressed, JSRT raw) and of plain JPEG 2000 (JP2 and
+raw codestream). Each probe flips, overwrites, inserts, deletes or truncates bytes (half of them
+in the header) and reads the file with ``read_image`` (also with a ``min_side`` for the formats
+decoded at a reduced size), ``read_image_size`` and ``read_mask``: the result is a finite
+float32 (H, W) image in [0, 1] (a bool mask, a positive size) or an ``ImageReadError`` naming the
+file; any other exception type, or a probe running past its deadline, fails. Hypothesis is
+derandomized (tests/conftest.py), so every run draws the same probes; ``PROBES`` per format.
 """
 
 import os
@@ -55,12 +56,20 @@ def _seeds(folder):
     for name, compress in (("plain.mha", False), ("zlib.mha", True)):
         paths[name] = os.path.join(folder, name)
         sitk.WriteImage(sitk.GetImageFromArray(IMAGE.astype(np.int16)), paths[name], compress)
+    from openjpeg.utils import encode_array
+
+    for name, codec in (("image.jp2", 1), ("image.j2k", 0)):
+        paths[name] = os.path.join(folder, name)
+        with open(paths[name], "wb") as f:
+            f.write(encode_array(IMAGE, bits_stored=12, photometric_interpretation=2,
+                                 codec_format=codec))  # fmt: skip
     paths["JPCLN001.IMG"] = os.path.join(folder, "JPCLN001.IMG")
     IMAGE[:36, :36].astype(">u2").tofile(paths["JPCLN001.IMG"])
     return {name: open(path, "rb").read() for name, path in paths.items()}
 
 
 SEEDS = _seeds(tempfile.mkdtemp(prefix="fx_fuzz_seeds_"))
+SCALED = {"jpeg", "j2k.dicom", "image.jpg", "image.jp2", "image.j2k"}  # also read with min_side
 
 
 @st.composite
@@ -97,13 +106,14 @@ def _probe(name: str, data: bytes, no_hang) -> None:
         with open(path, "wb") as f:
             f.write(data)
         with no_hang(20):
-            try:
-                image = read_image(path, **LIMITS)
-            except ImageReadError as err:
-                assert name in str(err)
-            else:
-                assert image.dtype == np.float32 and image.ndim == 2 and image.size > 0
-                assert np.isfinite(image).all() and image.min() >= 0 and image.max() <= 1
+            for min_side in (None, 16) if name in SCALED else (None,):
+                try:
+                    image = read_image(path, min_side, **LIMITS)
+                except ImageReadError as err:
+                    assert name in str(err)
+                else:
+                    assert image.dtype == np.float32 and image.ndim == 2 and image.size > 0
+                    assert np.isfinite(image).all() and image.min() >= 0 and image.max() <= 1
             try:
                 height, width = read_image_size(path, max_pixels=LIMITS["max_pixels"])
                 assert height > 0 and width > 0

@@ -1,7 +1,6 @@
 """A tiny DINO learns: it overfits a handful of boxes (mAP40 >= 90 on its own training images)."""
 
 import copy
-import time
 
 import torch
 from detectron2.data import DatasetCatalog
@@ -12,7 +11,9 @@ from fx_d2.evaluation import FXCOCOEvaluator
 from fx_d2.testing import TINY_DINO_OPTS, synthetic_metadata, tiny_cfg
 
 SIZE = 64
-ITERS = 150  # reaches mAP40 100 (about 30 s on one busy core)
+# a fixed step budget, not a wall-clock limit (timed asserts flake on a busy machine): it reaches
+# mAP40 100 in about 30 s on one core
+ITERS = 150
 
 
 def _images(n=4, seed=0):
@@ -42,7 +43,6 @@ def _images(n=4, seed=0):
 
 
 def test_tiny_dino_overfits_a_few_boxes():
-    start = time.perf_counter()
     batch, records = _images()
     with synthetic_metadata("dino_ovf", ["loc"], thing_classes=["dim", "bright"]) as name:
         DatasetCatalog.register(name, lambda: copy.deepcopy(records))
@@ -69,4 +69,3 @@ def test_tiny_dino_overfits_a_few_boxes():
         finally:
             DatasetCatalog.remove(name)
     assert result["mAP40"] >= 90, result
-    assert time.perf_counter() - start < 120
