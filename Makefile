@@ -8,10 +8,11 @@ DEMO_DATA ?= demo_data
 DEMO_OUT ?= output/demo
 DEMO_DINO_OUT ?= output/demo_dino
 DINO_DEMO_DATASETS := tbx11k,node21,candid_ptx,rsna_pneumonia,chestx_det,siim_acr
+DEMO_FINETUNE_OUT ?= output/demo-finetune
 PYTEST_WORKERS ?= 2
 
 
-.PHONY: setup setup-browser test demo demo-dino lint bench bench-gpu clean-venv
+.PHONY: setup setup-browser test demo demo-dino demo-finetune lint bench bench-gpu clean-venv
 
 setup: $(STAMP)
 
@@ -31,12 +32,11 @@ demo: setup
 	FX_DATASETS=$(DEMO_DATA) $(PY) tools/train_net.py --config-file configs/demo/fx_demo.yaml \
 		OUTPUT_DIR $(DEMO_OUT)
 
-# Foundation X's DINO localization on the 6 localization datasets of the demo replica; one thread:
-# its many small ops run faster on one core than on two that wait for each other
-demo-dino: setup
-	$(PY) tools/make_demo_data.py --out $(DEMO_DATA) --skip-existing --datasets $(DINO_DEMO_DATASETS)
-	OMP_NUM_THREADS=1 FX_DATASETS=$(DEMO_DATA) $(PY) tools/train_net.py \
-		--config-file configs/demo/fx_demo_dino.yaml OUTPUT_DIR $(DEMO_DINO_OUT)
+# after `make demo`: fine-tune its pretrained weights on the demo's target datasets, from scratch
+# vs pretrained (head-only, full), N = 2, 5, 10, all training images (tools/demo_finetune.py)
+demo-finetune: setup
+	FX_DATASETS=$(DEMO_DATA) $(PY) tools/demo_finetune.py --pretrained $(DEMO_OUT) \
+		--out $(DEMO_FINETUNE_OUT) --jobs 2
 
 # optional: headless Chromium for the tests that open the HTML pages (Debian / Ubuntu; sudo when
 # not root); without it those tests are skipped
@@ -44,6 +44,13 @@ SUDO ?= $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 setup-browser:
 	$(SUDO) apt-get install -y chromium chromium-driver || \
 		($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium chromium-driver)
+
+# Foundation X's DINO localization on the 6 localization datasets of the demo replica; one thread:
+# its many small ops run faster on one core than on two that wait for each other
+demo-dino: setup
+	$(PY) tools/make_demo_data.py --out $(DEMO_DATA) --skip-existing --datasets $(DINO_DEMO_DATASETS)
+	OMP_NUM_THREADS=1 FX_DATASETS=$(DEMO_DATA) $(PY) tools/train_net.py \
+		--config-file configs/demo/fx_demo_dino.yaml OUTPUT_DIR $(DEMO_DINO_OUT)
 
 lint: setup
 	$(PY) -m black --check fx_d2 tools tests benchmarks setup.py

@@ -306,6 +306,8 @@ def _add_solver_config(cfg: CN) -> None:
     # LR of the classification heads = BASE_LR x this (reference 0.1: its cls heads sat in the
     # backbone group).
     cfg.SOLVER.FX.CLS_HEAD_LR_FACTOR = 1.0
+    # LR of the per-dataset loc decoders and seg heads = BASE_LR x this (a fine-tune's new heads).
+    cfg.SOLVER.FX.DATASET_HEAD_LR_FACTOR = 1.0
     # True: no weight decay for norms, biases and relative_position_bias_table (Swin/M2F practice);
     # False: WEIGHT_DECAY on every parameter (reference).
     cfg.SOLVER.FX.NO_DECAY_NORM_BIAS = False
@@ -335,7 +337,9 @@ def _add_solver_config(cfg: CN) -> None:
     cfg.SOLVER.FX.FEW_SHOT_N = 0
     # Iterations between training-metric log lines / JSON / TensorBoard writes.
     cfg.SOLVER.FX.LOG_PERIOD = 20
-    # At the end of training, overlays of this many test images per dataset (0 = none).
+    # Overlays (ground truth | student | teacher) of the first this many images of each test set,
+    # from the evaluation's own predictions, at the final evaluation; the earlier evaluations
+    # draw the first image of each (0 = none).
     cfg.SOLVER.FX.NUM_OVERLAYS = 3
     # END SOLVER KEYS
 
@@ -359,4 +363,7 @@ def _add_test_config(cfg: CN) -> None:
     cfg.TEST.FX.FAST_COCOEVAL = True
     # Also evaluate the EMA teacher at each evaluation (results under "teacher" next to "student").
     cfg.TEST.FX.EVAL_TEACHER = True
+    # After each evaluation in training, write the overlays, metric_curves.png and report.html
+    # (False: results files only, e.g. for many short fine-tuning runs).
+    cfg.TEST.FX.WRITE_REPORT = True
     # END TEST KEYS

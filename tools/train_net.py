@@ -19,11 +19,12 @@ Kubernetes job), each process joins that launcher's process group instead of spa
     torchrun --nproc_per_node 8 --max-restarts 3 tools/train_net.py --config-file ... OUTPUT_DIR out
 
 and a worker group that TorchElastic restarted resumes from the last checkpoint of OUTPUT_DIR
-(``--resume`` implied). At the end of training the results table is printed and overlays + metric
-curves are written into OUTPUT_DIR.
+(``--resume`` implied). After each evaluation the overlays, metric curves and ``report.html`` in
+OUTPUT_DIR are rewritten; at the end of training the results table is printed.
 """
 
 import logging
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -35,7 +36,7 @@ from fx_d2 import add_fx_config
 from fx_d2.engine import TRAINER_REGISTRY, build_trainer, launch
 from fx_d2.engine.defaults import fx_default_setup
 from fx_d2.engine.env_launch import elastic_restart_count
-from fx_d2.engine.report import results_table, write_curves, write_overlays
+from fx_d2.engine.report import results_table
 
 logger = logging.getLogger("fx_d2.train_net")
 
@@ -90,15 +91,9 @@ def main(args):
         table = results_table(cfg.OUTPUT_DIR)
         if table:
             print(f"\nFinal evaluation ({cfg.OUTPUT_DIR}/eval/final.json):\n{table}\n")
-        write_overlays(
-            cfg,
-            trainer.eval_models(),
-            trainer.evaluation.datasets,
-            trainer.build_test_mapper,
-            cfg.SOLVER.FX.NUM_OVERLAYS,
-            cfg.OUTPUT_DIR,
-        )
-        write_curves(cfg.OUTPUT_DIR)
+        report = os.path.join(cfg.OUTPUT_DIR, "report.html")
+        if os.path.isfile(report):
+            print(f"Run report (overlays, curves, timings): {report}")
     comm.synchronize()
 
 

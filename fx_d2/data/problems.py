@@ -1,14 +1,41 @@
 """Problems found while reading a dataset: counted, with the first examples, or raised in strict
-mode."""
+mode.
+
+A dataset is often read several times in one process (training, each evaluation): its summary is
+logged as a warning the first time and only at DEBUG level when the same problems come back;
+:func:`reported_problems` keeps the last counts of every dataset for reports.
+"""
 
 import contextlib
 import logging
 from collections import OrderedDict
-from typing import Dict, Iterator, List
+from typing import Dict, Iterator, List, Tuple
 
-__all__ = ["DatasetProblemError", "ProblemLog"]
+__all__ = ["DatasetProblemError", "ProblemLog", "reported_problems", "log_once"]
 
 logger = logging.getLogger(__name__)
+
+# dataset name -> the counts last reported, and the summaries already logged as warnings
+_REPORTED: Dict[str, Dict[str, int]] = OrderedDict()
+_WARNED: set = set()
+
+
+def log_once(log: logging.Logger, level: int, message: str, *args) -> None:
+    """``log.log(level, message, *args)`` the first time this text is logged in the process;
+    later repeats (the same dataset read again) go to DEBUG."""
+    text = message % args if args else message
+    if text in _WARNED:
+        log.debug("%s (as before)", text)
+        return
+    _WARNED.add(text)
+    log.log(level, text)
+
+
+def reported_problems() -> Dict[str, Dict[str, int]]:
+    """``{dataset name: {kind: count}}`` as last reported in this process (datasets read
+    without problems are absent)."""
+    return {name: dict(counts) for name, counts in _REPORTED.items() if counts}
+
 
 # What malformed data makes record-building code raise (a wrong type, a missing key, a huge or
 # non-finite number, undecodable text); anything else (e.g. OSError) is not about one record.
@@ -74,6 +101,14 @@ class ProblemLog:
         return "\n".join(lines)
 
     def report(self) -> None:
-        """Log the summary as a warning when anything was found."""
-        if self.counts:
-            logger.warning(self.summary())
+        """Log the summary as a warning when anything was found, once per dataset and set of
+        problems in this process (a repeat goes to DEBUG)."""
+        _REPORTED[self.name] = dict(self.counts)
+        if not self.counts:
+            return
+        key: Tuple = (self.name, tuple(self.counts.items()))
+        if key in _WARNED:
+            logger.debug("%s (as before)", self.summary())
+            return
+        _WARNED.add(key)
+        logger.warning(self.summary())

@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
@@ -29,10 +30,19 @@ from fx_d2.evaluation import (
     flatten_results,
     format_results_table,
     put_results_scalars,
+    shared_dataset_dicts,
     write_results_json,
 )
 
-__all__ = ["eval_datasets", "TaskRequestMapper", "FXEvaluationRunner", "evaluate_checkpoint"]
+from .progress import format_seconds
+
+__all__ = [
+    "eval_datasets",
+    "TaskRequestMapper",
+    "OverlaySample",
+    "FXEvaluationRunner",
+    "evaluate_checkpoint",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -78,13 +88,39 @@ class TaskRequestMapper:
         return out
 
 
+@dataclass
+class OverlaySample:
+    """One test image as an evaluation saw it, kept for the overlays.
+
+    Attributes:
+        dataset: registered test-set name.
+        tasks: the tasks scored on it.
+        record: its dataset dict (ground truth).
+        inputs: the test mapper's output (``image`` CHW 0..255 at the model's size, ``height``,
+            ``width``).
+        outputs: model name -> that model's inference output for the image.
+    """
+
+    dataset: str
+    tasks: List[str]
+    record: Dict[str, Any]
+    inputs: Dict[str, Any]
+    outputs: "OrderedDict[str, Dict[str, Any]]" = field(default_factory=OrderedDict)
+
+
 class FXEvaluationRunner:
     """Evaluates models on the test sets and writes the results.
+
+    Each test set is loaded once (then kept for the run) and shared with the evaluators of every
+    model (fx_d2.evaluation.shared_dataset_dicts); progress is logged per test set.
 
     Args:
         cfg: the config (``OUTPUT_DIR``, ``DATALOADER.NUM_WORKERS``, evaluator keys).
         datasets: test-set name -> tasks (see :func:`eval_datasets`).
         build_mapper: ``build_mapper(cfg) -> mapper`` for test images.
+        num_samples: the first this many images of each test set are kept with every model's
+            outputs (``samples``) for overlays.
+        log_period: seconds between progress lines within a test set.
     """
 
     def __init__(
@@ -92,31 +128,91 @@ class FXEvaluationRunner:
         cfg,
         datasets: Mapping[str, Sequence[str]],
         build_mapper: Callable[[Any], Callable],
+        num_samples: int = 0,
+        log_period: float = 10.0,
     ):
         self.cfg = cfg
         self.datasets = OrderedDict((k, list(v)) for k, v in datasets.items() if v)
         self._build_mapper = build_mapper
         self._loaders: Dict[str, Any] = {}
+        self._dicts: Dict[str, List[Dict[str, Any]]] = {}
+        self.num_samples = int(num_samples)
+        self.log_period = float(log_period)
+        self.samples: "OrderedDict[str, List[OverlaySample]]" = OrderedDict()
+        self.timings: "OrderedDict[str, Dict[str, float]]" = OrderedDict()
+
+    def dataset_dicts(self, name: str) -> List[Dict[str, Any]]:
+        """The dicts of test set ``name`` (loaded on first use, then kept)."""
+        if name not in self._dicts:
+            self._dicts[name] = load_dataset_dicts(name, strict=self.cfg.DATASETS.FX.STRICT)
+        return self._dicts[name]
+
+    def num_images(self) -> int:
+        """Images in all test sets (loads them now if not loaded yet)."""
+        return sum(len(self.dataset_dicts(name)) for name in self.datasets)
 
     def loader(self, name: str):
         """Test loader of ``name`` (built once, batch 1, sharded over ranks)."""
         if name not in self._loaders:
             mapper = TaskRequestMapper(self._build_mapper(self.cfg), self.datasets[name])
             self._loaders[name] = build_detection_test_loader(
-                dataset=load_dataset_dicts(name, strict=self.cfg.DATASETS.FX.STRICT),
+                dataset=self.dataset_dicts(name),
                 mapper=mapper,
                 num_workers=self.cfg.DATALOADER.NUM_WORKERS,
             )
         return self._loaders[name]
+
+    def _predict(self, name: str, models: Mapping[str, nn.Module], evaluators) -> None:
+        """Run every model on every image of ``name`` (this rank's shard), logging progress."""
+        loader = self.loader(name)
+        total = len(loader)
+        samples: List[OverlaySample] = []
+        by_id = {str(d.get("image_id")): d for d in self.dataset_dicts(name)}
+        start = last_log = time.perf_counter()
+        done = 0
+        for inputs in loader:
+            outputs = OrderedDict()
+            for model_name, model in models.items():
+                outputs[model_name] = model(inputs)
+                evaluators[model_name].process(inputs, outputs[model_name])
+            for i, item in enumerate(inputs):
+                if len(samples) < self.num_samples and str(item.get("image_id")) in by_id:
+                    samples.append(
+                        OverlaySample(
+                            name,
+                            self.datasets[name],
+                            by_id[str(item["image_id"])],
+                            item,
+                            OrderedDict((m, out[i]) for m, out in outputs.items()),
+                        )
+                    )
+            done += len(inputs)
+            now = time.perf_counter()
+            if now - last_log >= self.log_period and done < total:
+                rate = done / (now - start)
+                logger.info(
+                    "%s: %d/%d images, %.1f images/s, %s left",
+                    name,
+                    done,
+                    total,
+                    rate,
+                    format_seconds((total - done) / rate),
+                )
+                last_log = now
+        self.samples[name] = samples
 
     def evaluate(self, models: Mapping[str, nn.Module]) -> Dict[str, Dict[str, Dict[str, Any]]]:
         """``{model: {dataset_name: {task: {metric: value}}}}`` (complete on the main process).
 
         Each test set is read once; every model predicts on each batch (as Detectron2's
         ``inference_on_dataset`` does for one model: eval mode, no grad, per-rank shards).
+        ``timings`` gets each test set's images, inference and scoring seconds.
         """
         results: Dict[str, Dict[str, Dict[str, Any]]] = OrderedDict((m, {}) for m in models)
-        for name, tasks in self.datasets.items():
+        for index, (name, tasks) in enumerate(self.datasets.items()):
+            start = time.perf_counter()
+            dicts = self.dataset_dicts(name)
+            load_seconds = time.perf_counter() - start
             evaluators = OrderedDict()
             for model_name in models:
                 folder = os.path.join(self.cfg.OUTPUT_DIR, "eval", "inference", model_name, name)
@@ -124,20 +220,40 @@ class FXEvaluationRunner:
                     self.cfg, name, tasks=tasks, output_dir=folder
                 )
                 evaluators[model_name].reset()
-            logger.info("Evaluating %s on %s (%s)", "+".join(models), name, ",".join(tasks))
-            start = time.perf_counter()
-            with contextlib.ExitStack() as stack:
+            logger.info(
+                "Evaluating %s on %s (%s): %d images [test set %d/%d]",
+                "+".join(models),
+                name,
+                ",".join(tasks),
+                len(self.loader(name)),
+                index + 1,
+                len(self.datasets),
+            )
+            with shared_dataset_dicts(name, dicts), contextlib.ExitStack() as stack:
                 for model in models.values():
                     stack.enter_context(inference_context(model))
                 stack.enter_context(torch.no_grad())
-                for inputs in self.loader(name):
-                    for model_name, model in models.items():
-                        evaluators[model_name].process(inputs, model(inputs))
-            logger.info("%s: inference %.1f s", name, time.perf_counter() - start)
-            for model_name, evaluator in evaluators.items():
-                out = evaluator.evaluate()
-                if comm.is_main_process():
-                    results[model_name][name] = out or {}
+                begin = time.perf_counter()
+                self._predict(name, models, evaluators)
+                inference = time.perf_counter() - begin
+                begin = time.perf_counter()
+                for model_name, evaluator in evaluators.items():
+                    out = evaluator.evaluate()
+                    if comm.is_main_process():
+                        results[model_name][name] = out or {}
+                scoring = time.perf_counter() - begin
+            images = len(self.loader(name))
+            self.timings[name] = dict(
+                images=float(images), load=load_seconds, inference=inference, scoring=scoring
+            )
+            logger.info(
+                "%s: %d images in %.1f s (%.1f images/s), scoring %.1f s",
+                name,
+                images,
+                inference,
+                images / max(inference, 1e-9),
+                scoring,
+            )
         return results
 
     def run_and_write(
@@ -209,8 +325,9 @@ def evaluate_checkpoint(trainer_cls, cfg, resume: bool = False, eval_teacher: bo
                 "--eval-teacher"
             )
         models["teacher"] = teacher.module
-    runner = FXEvaluationRunner(cfg, eval_datasets(cfg, trainer_cls.build_stages(cfg, model)),
-                                trainer_cls.build_test_mapper)  # fmt: skip
+    runner = FXEvaluationRunner(
+        cfg, eval_datasets(cfg, trainer_cls.build_stages(cfg, model)), trainer_cls.build_test_mapper
+    )
     return runner.run_and_write(
         models,
         cycle=None,

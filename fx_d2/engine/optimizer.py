@@ -2,8 +2,10 @@
 
 Groups (learning rate relative to ``SOLVER.BASE_LR``): the Swin trunk ``backbone.*``
 (``SOLVER.FX.BACKBONE_LR_FACTOR``, reference 0.1), the classification heads ``cls_heads.*``
-(``SOLVER.FX.CLS_HEAD_LR_FACTOR``) and everything else (loc encoder/decoders, UperNet, seg heads,
-1.0). With ``SOLVER.FX.NO_DECAY_NORM_BIAS`` norms, biases and Swin's position tables get no weight
+(``SOLVER.FX.CLS_HEAD_LR_FACTOR``), the per-dataset loc decoders and seg heads ``loc_decoders.*``,
+``seg_heads.*`` (``SOLVER.FX.DATASET_HEAD_LR_FACTOR``; their own group only when it is not 1, so
+the groups of a run without it are unchanged) and everything else (loc encoder, UperNet, 1.0).
+With ``SOLVER.FX.NO_DECAY_NORM_BIAS`` norms, biases and Swin's position tables get no weight
 decay. Every parameter is in exactly one group, whatever its ``requires_grad`` (locking never
 toggles it, and the reference's never-optimised parameters are a bug, docs/method.md §2.3):
 build the optimizer before anything is locked.
@@ -21,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
 _NO_DECAY_NAMES = ("relative_position_bias_table", "absolute_pos_embed", "pos_embed")
+_DATASET_HEAD_MODULES = ("loc_decoders", "seg_heads")  # one per dataset: new in a fine-tune
 
 
 def _norm_parameter_ids(model: nn.Module) -> set:
@@ -38,18 +41,29 @@ def fx_param_groups(
     backbone_lr_factor: float = 0.1,
     cls_head_lr_factor: float = 1.0,
     no_decay_norm_bias: bool = False,
+    dataset_head_lr_factor: float = 1.0,
 ) -> List[Dict[str, Any]]:
     """Parameter groups of ``model`` (unwrapped), each ``{"name", "params", "lr", "weight_decay"}``.
 
-    ``name`` is ``<family>`` or ``<family>_no_decay`` with family ``backbone``, ``cls_heads`` or
-    ``heads``. Empty groups are left out.
+    ``name`` is ``<family>`` or ``<family>_no_decay`` with family ``backbone``, ``cls_heads``,
+    ``dataset_heads`` (only when ``dataset_head_lr_factor != 1``) or ``heads``. Empty groups are
+    left out.
     """
     norm_ids = _norm_parameter_ids(model) if no_decay_norm_bias else set()
-    lr_of = {"backbone": backbone_lr_factor, "cls_heads": cls_head_lr_factor, "heads": 1.0}
+    lr_of = {
+        "backbone": backbone_lr_factor,
+        "cls_heads": cls_head_lr_factor,
+        "dataset_heads": dataset_head_lr_factor,
+        "heads": 1.0,
+    }
+    families = ["backbone", "cls_heads"]
+    if dataset_head_lr_factor != 1.0:
+        families.append("dataset_heads")
     groups: Dict[str, Dict[str, Any]] = {}
     for name, param in model.named_parameters():
         family = name.split(".", 1)[0]
-        family = family if family in ("backbone", "cls_heads") else "heads"
+        family = "dataset_heads" if family in _DATASET_HEAD_MODULES else family
+        family = family if family in families else "heads"
         no_decay = no_decay_norm_bias and (
             id(param) in norm_ids
             or name.endswith(".bias")
@@ -94,7 +108,7 @@ def build_fx_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
     (AdamW is the fused implementation when every parameter is on CUDA).
 
     Reads ``SOLVER.BASE_LR``, ``WEIGHT_DECAY``, ``MOMENTUM`` (SGD), ``SOLVER.FX.{BETAS,
-    BACKBONE_LR_FACTOR, CLS_HEAD_LR_FACTOR, NO_DECAY_NORM_BIAS}``.
+    BACKBONE_LR_FACTOR, CLS_HEAD_LR_FACTOR, NO_DECAY_NORM_BIAS, DATASET_HEAD_LR_FACTOR}``.
     """
     fx = cfg.SOLVER.FX
     groups = fx_param_groups(
@@ -104,6 +118,7 @@ def build_fx_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
         fx.BACKBONE_LR_FACTOR,
         fx.CLS_HEAD_LR_FACTOR,
         fx.NO_DECAY_NORM_BIAS,
+        fx.DATASET_HEAD_LR_FACTOR,
     )
     name = fx.OPTIMIZER.lower()
     if name == "adamw":

@@ -13,7 +13,7 @@ Both collect every problem and raise one :class:`PreflightError` listing them al
 
 import logging
 import math
-from typing import Any, Callable, List, Mapping, Sequence, Tuple
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 from detectron2.utils import comm
 
@@ -187,9 +187,11 @@ def check_datasets(
     stage_data: Callable[[str, str], Sequence[Any]],
     test_sets: Mapping[str, Sequence[str]],
     strict: bool = False,
+    test_data: Optional[Callable[[str], Sequence[Any]]] = None,
 ) -> None:
     """Load the training data of every stage (``stage_data(key, task)``, the trainer's cache) and
-    every test set, before iteration 0.
+    every test set (``test_data(name)``, e.g. the evaluation runner's cache, so that the
+    evaluations do not read it again; default ``load_dataset_dicts``), before iteration 0.
 
     Raises:
         PreflightError: listing every stage / test set that is missing, unreadable or empty.
@@ -205,7 +207,10 @@ def check_datasets(
             errors.append(f"stage {key}:{task}: no training image has {task} labels")
     for name in test_sets:
         try:
-            count = len(load_dataset_dicts(name, strict=strict))
+            if test_data is not None:
+                count = len(test_data(name))
+            else:
+                count = len(load_dataset_dicts(name, strict=strict))
         except (OSError, ValueError, KeyError, RuntimeError) as e:
             errors.append(f"test set {name}: {type(e).__name__}: {e}")
             continue

@@ -10,9 +10,7 @@ optimizer step, naming the stage.
 
 import logging
 import os
-import time
 import weakref
-from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
@@ -21,7 +19,7 @@ from detectron2.engine import TrainerBase, hooks
 from detectron2.modeling import build_model
 from detectron2.solver import build_lr_scheduler
 from detectron2.utils import comm
-from detectron2.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
+from detectron2.utils.events import JSONWriter, TensorboardXWriter
 from torch.nn.parallel import DistributedDataParallel
 
 from fx_d2.checkpoint.fx_checkpointer import FXCheckpointer
@@ -30,10 +28,11 @@ from fx_d2.data.catalog import TASKS, dataset_name, load_dataset_dicts
 from fx_d2.modeling.teacher import EMATeacher, unwrap_model
 
 from .accelerate import prepare_training_model
-from .evaluate import FXEvaluationRunner, eval_datasets, evaluate_checkpoint
+from .evaluate import FXEvaluationRunner, eval_datasets
 from .hooks import CycleEvalHook, EMAHook, FXCheckpointHook, LockReleaseHook
 from .optimizer import build_fx_optimizer
 from .preflight import check_datasets, validate_config
+from .progress import ProgressHook, TrainingProgress, phase_label
 from .registry import TRAINER_REGISTRY
 from .rng import preserved_rng, restore_rng_state
 from .schedule import (
@@ -51,7 +50,9 @@ from .train_data import (
     stream_seed,
 )
 from .train_step import TrainStepMixin
+from .trainer_eval import TrainerEvalMixin
 from .trainer_state import ResumableStateMixin
+from .writers import FXMetricPrinter
 
 __all__ = ["LockReleaseTrainer"]
 
@@ -60,7 +61,7 @@ Stage = Tuple[str, str]
 
 
 @TRAINER_REGISTRY.register()
-class LockReleaseTrainer(TrainStepMixin, ResumableStateMixin, TrainerBase):
+class LockReleaseTrainer(TrainStepMixin, ResumableStateMixin, TrainerEvalMixin, TrainerBase):
     """Lock-Release trainer (docs/lock_release.md).
 
     Attributes:
@@ -110,7 +111,21 @@ class LockReleaseTrainer(TrainStepMixin, ResumableStateMixin, TrainerBase):
             **checkpointables,
         )
         self.evaluation = FXEvaluationRunner(
-            cfg, eval_datasets(cfg, self.stages), self.build_test_mapper
+            cfg,
+            eval_datasets(cfg, self.stages),
+            self.build_test_mapper,
+            num_samples=cfg.SOLVER.FX.NUM_OVERLAYS if comm.is_main_process() else 0,
+        )
+        self.progress = TrainingProgress(
+            self.schedule,
+            self.max_iter,
+            eval_period=self.eval_period(),
+            has_eval=bool(self.evaluation.datasets),
+            batch_size=cfg.SOLVER.IMS_PER_BATCH,
+        )
+        # the ETA estimates the first evaluation from the test-set sizes
+        self.progress.eval_images = lambda: (
+            self.evaluation.num_images() * len(self.eval_models()) // comm.get_world_size()
         )
         self.data_seed = cfg.SEED if cfg.SEED >= 0 else int(comm.shared_random_seed())
         self.skipped_images = 0
@@ -123,9 +138,14 @@ class LockReleaseTrainer(TrainStepMixin, ResumableStateMixin, TrainerBase):
         self._rng_states: Optional[List[Dict[str, Any]]] = None
         self._pending_rng: Optional[Dict[str, Any]] = None
         self.register_hooks(self.build_hooks())
-        # preflight: every stage's data and every test set is read now, not when it is needed
+        # preflight: every stage's data and every test set is read now, not when it is needed;
+        # the test sets into the evaluation runner's cache (read once per run)
         check_datasets(
-            self.stages, self.stage_data, self.evaluation.datasets, cfg.DATASETS.FX.STRICT
+            self.stages,
+            self.stage_data,
+            self.evaluation.datasets,
+            cfg.DATASETS.FX.STRICT,
+            test_data=self.evaluation.dataset_dicts,
         )
 
     # ------------------------------------------------------------------------------ builders
@@ -257,6 +277,7 @@ class LockReleaseTrainer(TrainStepMixin, ResumableStateMixin, TrainerBase):
         ret.append(FXCheckpointHook(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, self.max_iter))
         if self.evaluation.datasets:
             ret.append(CycleEvalHook(self.eval_period(), self._evaluate_in_training))
+        ret.append(ProgressHook(self.progress))  # after the evaluation hook: it excludes eval time
         if comm.is_main_process():
             ret.append(hooks.PeriodicWriter(self.build_writers(), period=cfg.SOLVER.FX.LOG_PERIOD))
         return ret
@@ -264,7 +285,7 @@ class LockReleaseTrainer(TrainStepMixin, ResumableStateMixin, TrainerBase):
     def build_writers(self):
         out = self.cfg.OUTPUT_DIR
         return [
-            CommonMetricPrinter(self.max_iter),
+            FXMetricPrinter(self.progress),
             JSONWriter(os.path.join(out, "metrics.json")),
             TensorboardXWriter(out),
         ]
@@ -343,7 +364,12 @@ class LockReleaseTrainer(TrainStepMixin, ResumableStateMixin, TrainerBase):
                 self._data_iter = iter(loader)
             self._stream = stream
             logger.info("Data stream %s:%s from batch %d", stream[0], stream[1], start)
-        logger.info("Phase: %s", phase.describe())
+        logger.info(
+            "Phase: %s [%d, %d)",
+            phase_label(phase, self.schedule),
+            phase.phase_start,
+            phase.phase_end,
+        )
         storage = self.storage
         storage.put_scalar("phase/stage", phase.stage_index, smoothing_hint=False)
         storage.put_scalar("phase/locked", float(phase.locked), smoothing_hint=False)
@@ -360,31 +386,3 @@ class LockReleaseTrainer(TrainStepMixin, ResumableStateMixin, TrainerBase):
             name=f"{dataset}:{task}",
         )
         return build_stream_loader(data, self.cfg.DATALOADER.NUM_WORKERS)
-
-    # ------------------------------------------------------------------------------ evaluation
-    def eval_models(self) -> "OrderedDict[str, torch.nn.Module]":
-        """``{"student": ..., "teacher": ...}`` (teacher when present and TEST.FX.EVAL_TEACHER)."""
-        models = OrderedDict(student=self.student)
-        if self.teacher is not None and self.cfg.TEST.FX.EVAL_TEACHER:
-            models["teacher"] = self.teacher.module
-        return models
-
-    def _evaluate_in_training(self, final: bool) -> Dict[str, Dict[str, float]]:
-        done = self.max_iter if final else self.iter + 1
-        cycle = -(-done // self.schedule.cycle_length)  # cycles started so far (1-based)
-        if self.schedule.cycles is not None:  # the closing pass is not a cycle
-            cycle = min(cycle, self.schedule.cycles)
-        start = time.perf_counter()
-        flat = self.evaluation.run_and_write(
-            self.eval_models(), cycle=cycle, iteration=done, final=final
-        )
-        self.last_eval_seconds = time.perf_counter() - start
-        logger.info("Evaluation took %.1f s", self.last_eval_seconds)
-        if comm.is_main_process():
-            self.storage.put_scalar("eval_time", self.last_eval_seconds, smoothing_hint=False)
-        return flat
-
-    @classmethod
-    def test(cls, cfg, resume: bool = False, eval_teacher: bool = False):
-        """Evaluate a checkpoint (``--eval-only``); see :func:`evaluate_checkpoint`."""
-        return evaluate_checkpoint(cls, cfg, resume=resume, eval_teacher=eval_teacher)

@@ -3,6 +3,7 @@
 from .build import build_fx_evaluators
 from .classification import FXClassificationEvaluator, per_class_auc
 from .coco import FXCOCOEvaluator, build_coco_gt, summarize_ap
+from .dataset_lookup import shared_dataset_dicts
 from .dice import FXDiceEvaluator, dice_from_counts
 from .registry import TASK_EVALUATOR_REGISTRY
 from .results import (
@@ -38,4 +39,5 @@ __all__ = [
     "put_results_scalars",
     "format_results_table",
     "headline_means",
+    "shared_dataset_dicts",
 ]

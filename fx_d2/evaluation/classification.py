@@ -20,6 +20,8 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from sklearn.metrics import roc_auc_score
 
+from fx_d2.data.problems import log_once
+
 from .dataset_lookup import dicts_by_image_id, gather_on_main
 from .registry import TASK_EVALUATOR_REGISTRY
 
@@ -175,8 +177,10 @@ class FXClassificationEvaluator(DatasetEvaluator):
         aucs = per_class_auc(probs, labels)
         by_name = dict(zip(self.class_names, aucs.tolist()))
         skipped = [name for name, v in by_name.items() if math.isnan(v)]
-        if skipped:
-            logger.warning(
+        if skipped:  # a property of the test set: said once, not per model and evaluation
+            log_once(
+                logger,
+                logging.WARNING,
                 "%s: AUC undefined (one label value in the test set) for %s; left out of the mean",
                 self.dataset_name,
                 skipped,

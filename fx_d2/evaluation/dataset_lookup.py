@@ -1,23 +1,57 @@
-"""Ground truth of a registered test set, looked up by ``image_id`` (shared by the evaluators)."""
+"""Ground truth of a registered test set, looked up by ``image_id`` (shared by the evaluators).
 
+An evaluation run that has already loaded a test set shares its dicts with every evaluator
+(:func:`shared_dataset_dicts`), so one evaluation reads each test set once instead of once per
+evaluator and model.
+"""
+
+import contextlib
 import itertools
 import logging
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List, Sequence
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.utils import comm
 
 logger = logging.getLogger(__name__)
 
+# dataset name -> (dicts, index by image_id or None until first asked), while shared
+_SHARED: Dict[str, list] = {}
+
+
+@contextlib.contextmanager
+def shared_dataset_dicts(dataset_name: str, dicts: Sequence[Dict[str, Any]]) -> Iterator[None]:
+    """Within the block, :func:`dicts_by_image_id` of ``dataset_name`` indexes ``dicts`` (once)
+    instead of loading the dataset again."""
+    previous = _SHARED.get(dataset_name)
+    _SHARED[dataset_name] = [dicts, None]
+    try:
+        yield
+    finally:
+        if previous is None:
+            _SHARED.pop(dataset_name, None)
+        else:
+            _SHARED[dataset_name] = previous
+
 
 def dicts_by_image_id(dataset_name: str) -> Dict[str, Dict[str, Any]]:
-    """Load the dataset dicts of ``dataset_name`` and index them by ``str(image_id)``.
+    """The dataset dicts of ``dataset_name`` indexed by ``str(image_id)``: the shared ones inside
+    :func:`shared_dataset_dicts`, else loaded with ``DatasetCatalog.get``.
 
     Raises:
         ValueError: a dict has no ``image_id`` or two dicts share one.
     """
+    shared = _SHARED.get(dataset_name)
+    if shared is not None:
+        if shared[1] is None:
+            shared[1] = _index(dataset_name, shared[0])
+        return shared[1]
+    return _index(dataset_name, DatasetCatalog.get(dataset_name))
+
+
+def _index(dataset_name: str, dicts: Sequence[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
     index: Dict[str, Dict[str, Any]] = {}
-    for position, record in enumerate(DatasetCatalog.get(dataset_name)):
+    for position, record in enumerate(dicts):
         if "image_id" not in record:
             raise ValueError(
                 f"{dataset_name}: dataset dict #{position} ({record.get('file_name')}) has no "

@@ -1,5 +1,7 @@
 """Metric curves over training cycles, saved as PNG (one subplot per task, one line per dataset,
-student solid / teacher dashed), from the evaluation history in ``OUTPUT_DIR/eval/``."""
+student solid with circles / teacher dashed with squares), from the evaluation history in
+``OUTPUT_DIR/eval/``. The x axis has a tick at each evaluated cycle; with one or two evaluations
+the points are drawn large and labelled with their values."""
 
 import glob
 import math
@@ -24,6 +26,8 @@ TASK_TITLES = {"cls": "Classification", "loc": "Localization", "seg": "Segmentat
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf", "#000000", "#aec7e8", "#98df8a", "#ff9896")  # fmt: skip
 MODEL_STYLES = {"student": "-", "teacher": "--"}
+# with this many evaluations or fewer, points are drawn large and labelled with their values
+FEW_POINTS = 2
 
 
 def load_history(path: str) -> List[Dict[str, float]]:
@@ -85,11 +89,25 @@ def plot_metric_curves(
     Raises:
         ValueError: the history holds none of the requested metrics.
     """
+    figure = metric_figure(history, metrics, models, title)
+    os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
+    figure.savefig(out_path, bbox_inches="tight")
+    return out_path
+
+
+def metric_figure(
+    history: Sequence[Mapping[str, float]],
+    metrics: Optional[Mapping[str, str]] = None,
+    models: Sequence[str] = ("student", "teacher"),
+    title: Optional[str] = None,
+) -> Figure:
+    """The matplotlib ``Figure`` that :func:`plot_metric_curves` saves (same arguments)."""
     metrics = dict(metrics or HEADLINE_METRICS)
     # series[task][dataset][model] = (x, y)
     series: Dict[str, Dict[str, Dict[str, tuple]]] = {}
     pattern = re.compile(r"^([^/]+)/([^/]+)/([^/]+)/(.+)$")
     columns = {c for row in history for c in row}
+    positions = _x_positions(history)
     for column in sorted(columns):
         match = pattern.match(column)
         if not match:
@@ -97,18 +115,23 @@ def plot_metric_curves(
         model, task, dataset, metric = match.groups()
         if model not in models or metrics.get(task) != metric:
             continue
-        points = [(_x_of(row, i), row.get(column, math.nan)) for i, row in enumerate(history)]
+        points = [(x, row.get(column, math.nan)) for x, row in zip(positions, history)]
         points = [(x, y) for x, y in points if not math.isnan(y)]
         if points:
             series.setdefault(task, {}).setdefault(dataset, {})[model] = tuple(zip(*points))
     if not series:
         raise ValueError(f"no {metrics} values for models {list(models)} in the history")
     tasks = [t for t in TASK_ORDER if t in series] + sorted(set(series) - set(TASK_ORDER))
+    xs_all = sorted(
+        {x for t in series.values() for d in t.values() for m in d.values() for x in m[0]}
+    )
+    few = len(xs_all) <= FEW_POINTS  # one or two evaluations: big markers and printed values
     # legends sit under the plots (two columns) so they never hide the curves
     entries = max(len(series[t]) * len(models) for t in tasks)
     figure = Figure(figsize=(5.0 * len(tasks), 4.0 + 0.18 * math.ceil(entries / 2)), dpi=100)
     FigureCanvasAgg(figure)
     styles = {m: MODEL_STYLES.get(m, ["-", "--", ":", "-."][i % 4]) for i, m in enumerate(models)}
+    markers = {m: "os^v"[i % 4] for i, m in enumerate(models)}
     for index, task in enumerate(tasks):
         axes = figure.add_subplot(1, len(tasks), index + 1)
         for color_index, dataset in enumerate(sorted(series[task])):
@@ -117,21 +140,51 @@ def plot_metric_curves(
                 if model in series[task][dataset]:
                     xs, ys = series[task][dataset][model]
                     label = f"{dataset} ({model})"
-                    axes.plot(xs, ys, styles[model], color=color, marker="o", ms=3, label=label)
+                    axes.plot(
+                        xs,
+                        ys,
+                        styles[model],
+                        color=color,
+                        marker=markers[model],
+                        ms=7 if few else 4,
+                        label=label,
+                    )
+                    if few and len(series[task]) * len(models) <= 8:
+                        for x, y in zip(xs, ys):
+                            axes.annotate(
+                                f"{y:.1f}",
+                                (x, y),
+                                textcoords="offset points",
+                                xytext=(6, -3),
+                                fontsize=7,
+                                color=color,
+                            )
         axes.set_title(f"{TASK_TITLES.get(task, task)}: {metrics[task]}")
         axes.set_xlabel("cycle")
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(xs_all) <= 12:
+            axes.set_xticks(xs_all)  # exactly the evaluated cycles
+            axes.set_xticklabels([f"{x:g}" if float(x).is_integer() else "end" for x in xs_all])
+        else:
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_xlim(min(xs_all) - 0.5, max(xs_all) + (1.0 if few else 0.5))
         axes.set_ylabel(f"{metrics[task]} (%)")
         axes.grid(alpha=0.3)
         axes.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.15))
     if title:
         figure.suptitle(title)
     figure.tight_layout()
-    os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
-    figure.savefig(out_path, bbox_inches="tight")
-    return out_path
+    return figure
 
 
-def _x_of(row: Mapping[str, float], position: int) -> float:
-    cycle = row.get("cycle", math.nan)
-    return float(position) if math.isnan(cycle) else cycle
+def _x_positions(history: Sequence[Mapping[str, float]]) -> List[float]:
+    """x of each row: its cycle (its position without one); a row whose cycle an earlier row
+    already has (the evaluation after the closing pass carries the last cycle's number) sits
+    half a cycle later and is labelled ``end``."""
+    out: List[float] = []
+    for position, row in enumerate(history):
+        cycle = row.get("cycle", math.nan)
+        x = float(position) if math.isnan(cycle) else float(cycle)
+        if out and x <= out[-1]:
+            x = out[-1] + 0.5
+        out.append(x)
+    return out

@@ -52,6 +52,17 @@ def test_every_parameter_in_exactly_one_group_with_reference_lrs():
     assert isinstance(opt, torch.optim.AdamW)
 
 
+def test_dataset_heads_get_their_own_lr_only_when_asked():
+    net = Net()
+    names = [g["name"] for g in fx_param_groups(net, 1e-3, 1e-4)]
+    assert "dataset_heads" not in names  # factor 1: the groups of every existing run
+    opt = build_fx_optimizer(_cfg(DATASET_HEAD_LR_FACTOR=10.0, BACKBONE_LR_FACTOR=0.1), net)
+    check_optimizer_coverage(opt, net)
+    assert _group_of(opt, net.loc_decoders["a"].weight)[0]["lr"] == pytest.approx(1e-3)
+    assert _group_of(opt, net.seg_decoder[1].weight)[0]["lr"] == pytest.approx(1e-4)  # shared
+    assert _group_of(opt, net.backbone[0].weight)[0]["lr"] == pytest.approx(1e-5)
+
+
 def test_no_decay_for_norms_biases_and_position_tables():
     net = Net()
     groups = fx_param_groups(net, 1e-4, 0.05, no_decay_norm_bias=True)

@@ -20,7 +20,7 @@ from fx_d2.evaluation import (
     read_results_json,
     write_results_json,
 )
-from fx_d2.utils.curves import load_history, plot_metric_curves
+from fx_d2.utils.curves import load_history, metric_figure, plot_metric_curves
 
 NAN = float("nan")
 
@@ -168,6 +168,27 @@ def test_curves_png_from_csv_and_json(tmp_path, names):
         plot_metric_curves(history, str(tmp_path / "x.png"), metrics={"cls": "F1"})
     with pytest.raises(FileNotFoundError):
         load_history(str(tmp_path / "nothing"))
+
+
+def test_curves_readable_with_one_or_two_evaluations(tmp_path, names):
+    tag, created = names
+    rows = []
+    for cycle, shift in ((2, 0.0), (2, 5.0)):  # after cycle 2, then after the closing pass
+        append_results_csv(eval_csv_path(str(tmp_path)),
+                           flatten_results(_results(tag, created, shift)), cycle=cycle)  # fmt: skip
+        rows = load_history(str(tmp_path))
+        axes = metric_figure(rows).axes
+        assert [a.get_title() for a in axes] == [
+            "Classification: AUC", "Localization: mAP40", "Segmentation: Dice"]  # fmt: skip
+        ticks = [t.get_text() for t in axes[0].get_xticklabels()]
+        values = sorted(t.get_text() for t in axes[2].texts)
+        if len(rows) == 1:
+            # one evaluation: one tick at cycle 2, never a fractional axis; values written
+            assert ticks == ["2"] and values == ["85.0", "85.0"]
+            assert axes[0].get_xlim()[0] < 2 < axes[0].get_xlim()[1]
+        else:
+            assert ticks == ["2", "end"] and values == ["85.0", "85.0", "90.0", "90.0"]
+        assert axes[0].lines[0].get_marker() == "o" and axes[0].lines[1].get_marker() == "s"
 
 
 def test_headline_means_skip_nan_and_other_metrics():

@@ -28,7 +28,7 @@ import logging
 import os
 from typing import Any, Dict, List, Set
 
-from ..problems import ProblemLog
+from ..problems import ProblemLog, log_once
 from ..rle import MAX_SIDE, chexmask_rle_to_coco
 from .base import register_source
 from .paths import plain_name, resolve_inside
@@ -156,7 +156,12 @@ def load_chexmask_vindr(root: str, split: str, problems: ProblemLog) -> List[Dic
                     image_record(KEY, path, (height, width), image_id, annotations=annotations)
                 )
     if low_quality:
-        logger.info(
-            "%s: skipped %d rows with Dice RCA (Mean) < %.2f", table, low_quality, MIN_DICE_RCA
+        log_once(
+            logger,
+            logging.INFO,
+            "%s: skipped %d rows with Dice RCA (Mean) < %.2f",
+            table,
+            low_quality,
+            MIN_DICE_RCA,
         )
     return dicts

@@ -31,7 +31,7 @@ import logging
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..problems import ProblemLog
+from ..problems import ProblemLog, log_once
 from ..rle import detect_rle_mode, is_empty_rle, siim_rle_to_coco
 from ..splits import VAL_TRAIN, hash_split
 from .base import register_source
@@ -81,12 +81,19 @@ def load_siim_acr(root: str, split: str, problems: ProblemLog) -> List[Dict[str,
     mode = "relative"
     if os.path.basename(csv_path) != "train-rle.csv":
         mode = detect_rle_mode(rle for entries in rows.values() for _, rle in entries)
-        logger.info("%s: RLE starts read as %s", csv_path, mode)
+        log_once(logger, logging.INFO, "%s: RLE starts read as %s", csv_path, mode)
     codec = functools.partial(siim_rle_to_coco, mode=mode)
     files = _index_dicoms(root)
     unlabelled = sum(1 for sop in files if sop not in rows)
     if unlabelled:
-        logger.info("%s: %d DICOMs have no row in %s; skipped", root, unlabelled, csv_path)
+        log_once(
+            logger,
+            logging.INFO,
+            "%s: %d DICOMs have no row in %s; skipped",
+            root,
+            unlabelled,
+            csv_path,
+        )
 
     dicts = []
     for sop, entries in rows.items():
