@@ -23,6 +23,7 @@ __all__ = [
     "source_dataset",
     "algorithm_name",
     "quiet_source_warnings",
+    "new_instance",
     "save_dicom",
 ]
 
@@ -117,6 +118,21 @@ def quiet_source_warnings() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*intended person name.*")
         yield
+
+
+def new_instance(series_number: int, series_description: str) -> Dict[str, Any]:
+    """Keyword arguments of a highdicom SOP class naming a new fx_d2 instance in its own series
+    (fresh Series / SOP Instance UIDs, instance 1, manufacturer fx_d2)."""
+    import highdicom as hd
+
+    return dict(
+        series_instance_uid=hd.UID(),
+        series_number=series_number,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer="fx_d2",
+        series_description=series_description,
+    )
 
 
 def save_dicom(dataset, path: str) -> str:

@@ -18,6 +18,7 @@ from .dicom_common import (
     DicomOutputError,
     algorithm_name,
     finding_code,
+    new_instance,
     quiet_source_warnings,
     save_dicom,
     source_dataset,
@@ -124,11 +125,6 @@ def write_dicom_sr(
         document = sr.ComprehensiveSR(
             evidence=[source],
             content=report,
-            series_instance_uid=hd.UID(),
-            series_number=SR_SERIES_NUMBER,
-            sop_instance_uid=hd.UID(),
-            instance_number=1,
-            manufacturer="fx_d2",
-            series_description="Foundation X findings",
+            **new_instance(SR_SERIES_NUMBER, "Foundation X findings"),
         )
     return save_dicom(document, path)
