@@ -7,16 +7,16 @@ all pytest-xdist workers (a file lock makes the first worker build it and the ot
 turns a call that blocks (a FIFO read, an endless loop) into a ``TimeoutError`` (fuzz tests).
 """
 
-import contextlib
 import os
 import random
-import signal
 
 import numpy as np
 import pytest
 import torch
 from filelock import FileLock
 from hypothesis import settings
+
+from fx_d2.testing.time_limit import time_limit
 
 torch.set_num_threads(1)
 # Property tests draw the same examples on every run (CI must be deterministic).
@@ -53,21 +53,7 @@ def demo_datasets(demo_root, monkeypatch) -> str:
     return demo_root
 
 
-@contextlib.contextmanager
-def _alarm(seconds: int):
-    def hang(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s (a hang)")
-
-    old = signal.signal(signal.SIGALRM, hang)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
-
-
 @pytest.fixture(scope="session")
 def no_hang():
     """``with no_hang(10): ...`` raises TimeoutError if the block runs longer (main thread)."""
-    return _alarm
+    return time_limit

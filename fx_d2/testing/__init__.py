@@ -4,7 +4,8 @@
   and synthetic mapper batches;
 * :mod:`.toy_model`: ``FXToyModel``, a few-kB stand-in with FoundationX's trainer-facing API;
 * :mod:`.trainer`: in-memory synthetic datasets (``register_synthetic``), their mapper and the
-  ``SyntheticLockReleaseTrainer``, the toy trainer config (``TOY_CONFIG``, ``toy_cfg``).
+  ``SyntheticLockReleaseTrainer``, the toy trainer config (``TOY_CONFIG``, ``toy_cfg``);
+* :mod:`.time_limit`: ``time_limit(seconds)``, a hang turned into a ``TimeoutError``.
 
 The configs are package data (``fx_d2/testing/configs/*.yaml``), so all of this works from an
 installed wheel. Importing this package registers ``FXToyModel`` (META_ARCH_REGISTRY) and

@@ -4,10 +4,8 @@ MetaImage header cannot point the reader at another file, a FIFO or a device; Na
 error; a truncated JPEG 2000 DICOM says so."""
 
 import os
-import signal
 import struct
 import zlib
-from contextlib import contextmanager
 
 import cv2
 import numpy as np
@@ -24,24 +22,9 @@ from pydicom.uid import (
 )
 
 from fx_d2.data.io import ImageReadError, read_image, read_image_size, read_mask
+from fx_d2.testing.time_limit import time_limit
 
 A12 = (np.random.default_rng(1).random((40, 56)) * 4095).astype(np.uint16)
-
-
-@contextmanager
-def deadline(seconds=10):
-    """Fail instead of hanging (a FIFO or device read would block forever)."""
-
-    def hang(signum, frame):
-        raise TimeoutError(f"reader still running after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, hang)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def dicom(path, arr=A12, syntax=ExplicitVRLittleEndian, **attrs):
@@ -63,7 +46,7 @@ def dicom(path, arr=A12, syntax=ExplicitVRLittleEndian, **attrs):
 
 
 def refused(path, pattern, cause=None, **kwargs):
-    with deadline():
+    with time_limit(10):
         with pytest.raises(ImageReadError) as err:
             read_image(str(path), **kwargs)
     assert os.path.basename(str(path)) in str(err.value)
@@ -219,7 +202,7 @@ def test_mha_element_data_file_stays_in_its_folder(tmp_path):
     (data / "ok.raw").write_bytes(np.arange(256, dtype="<u2").tobytes())
     assert read_image(str(mha(data, "ok.mha", "ok.raw"))).shape == (16, 16)
     assert read_image_size(str(data / "ok.mha")) == (16, 16)
-    with deadline():
+    with time_limit(10):
         with pytest.raises(ImageReadError, match="not a regular file"):
             read_image_size(str(data / "fifo.mha"))
 
