@@ -5,7 +5,9 @@
 * :mod:`.toy_model`: ``FXToyModel``, a few-kB stand-in with FoundationX's trainer-facing API;
 * :mod:`.trainer`: in-memory synthetic datasets (``register_synthetic``), their mapper and the
   ``SyntheticLockReleaseTrainer``, the toy trainer config (``TOY_CONFIG``, ``toy_cfg``);
-* :mod:`.time_limit`: ``time_limit(seconds)``, a hang turned into a ``TimeoutError``.
+* :mod:`.time_limit`: ``time_limit(seconds)``, a hang turned into a ``TimeoutError``;
+* :mod:`.scripts`: ``load_script(path, name)``, a checkout's tools/ or benchmarks/ script as a
+  module.
 
 The configs are package data (``fx_d2/testing/configs/*.yaml``), so all of this works from an
 installed wheel. Importing this package registers ``FXToyModel`` (META_ARCH_REGISTRY) and

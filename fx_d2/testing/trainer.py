@@ -9,7 +9,6 @@ corrupt file. ``SyntheticLockReleaseTrainer`` (``SOLVER.FX.TRAINER``) uses that 
 """
 
 import hashlib
-import importlib.util
 import os
 import signal
 import sys
@@ -28,6 +27,7 @@ from fx_d2.engine.registry import TRAINER_REGISTRY
 from fx_d2.engine.trainer import LockReleaseTrainer
 
 from . import toy_model  # noqa: F401  registers FXToyModel
+from .scripts import load_script
 
 __all__ = [
     "TOY_CONFIG",
@@ -217,12 +217,7 @@ def run_train_net(
     tasks, 16 train images and ``test_images`` test images)."""
     for key in synthetic:
         register_synthetic(key, test=test_images)
-    path = os.path.abspath(train_net)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} not found: run from the root of an fx_d2 checkout")
-    spec = importlib.util.spec_from_file_location("fx_train_net", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(os.path.abspath(train_net), "fx_train_net")
     module.invoke_main(list(argv))
 
 

@@ -2,7 +2,6 @@
 for everything else (before, the converter said "()" for an empty file and "(101)" for a text
 file); the environment report of a run on a Detectron2 without compiled ops."""
 
-import importlib.util
 import os
 import pickle
 
@@ -12,6 +11,7 @@ import torch
 from fx_d2.checkpoint import CheckpointLoadError, load_checkpoint
 from fx_d2.checkpoint.convert import CheckpointConversionError, convert_file
 from fx_d2.checkpoint.fx_checkpointer import FXCheckpointer
+from fx_d2.testing.scripts import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -89,11 +89,7 @@ def test_objects_beyond_tensors_need_trust_and_the_message_names_them(tmp_path):
 
 def test_converter_cli_message_for_an_empty_file(tmp_path, capsys):
     (tmp_path / "empty.pth").write_bytes(b"")
-    spec = importlib.util.spec_from_file_location(
-        "h13_convert_tool", os.path.join(ROOT, "tools", "convert_checkpoint.py")
-    )
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_script(os.path.join(ROOT, "tools", "convert_checkpoint.py"), "h13_convert_tool")
     assert tool.main([str(tmp_path / "empty.pth"), str(tmp_path / "out.pth")]) == 1
     assert "empty.pth': empty file (0 bytes" in capsys.readouterr().err
 

@@ -3,7 +3,6 @@
 and CLI), --eval-only --eval-teacher, and load_foundation_x_weights. Each test asserts that the
 marker file the payload would write never appears, and that the error names the file."""
 
-import importlib.util
 import os
 import pickle
 
@@ -18,6 +17,7 @@ from fx_d2.checkpoint.model_weights import load_foundation_x_weights
 from fx_d2.engine.evaluate import evaluate_checkpoint
 from fx_d2.inference.predictor import FXPredictor
 from fx_d2.testing.model import TINY_CONFIG, synthetic_metadata, tiny_cfg
+from fx_d2.testing.scripts import load_script
 from fx_d2.testing.trainer import SyntheticLockReleaseTrainer, register_synthetic, toy_cfg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -53,9 +53,7 @@ def marker(tmp_path):
 
 
 def _tool(name):
-    spec = importlib.util.spec_from_file_location(f"h13_{name}", os.path.join(ROOT, "tools", name))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(os.path.join(ROOT, "tools", name), f"h13_{name}")
     return module
 
 

@@ -15,6 +15,7 @@ from PIL import Image
 from fx_d2.inference import DatasetPrediction, FXPredictor
 from fx_d2.inference.pretrained import select_device
 from fx_d2.testing.model import synthetic_metadata, tiny_cfg
+from fx_d2.testing.scripts import load_script
 
 FULL, CLS = "i12pre_full", "i12pre_cls"
 SMALL = ["INPUT.FX.SIZE", 64]
@@ -131,13 +132,10 @@ def test_detectron2_default_predictor(run_dir):
 def test_official_foundation_x_layout_becomes_a_ready_predictor(tmp_path):
     """A checkpoint in the authors' layout (teacher_model, backbone.0.*, the DINO keys; toy
     widths) through a file:// URL: detected, converted once, loaded with nothing untrained."""
-    import importlib.util
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[1] / "tools" / "test_convert_dino.py"
-    spec = importlib.util.spec_from_file_location("fx_convert_dino_layout", path)
-    layout = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(layout)
+    layout = load_script(path, "fx_convert_dino_layout")
     model = layout._model()
     checkpoint, dino = layout._reference_checkpoint(model)
     torch.save(checkpoint, str(tmp_path / "ckpt_E1_TH0.pth"))
@@ -154,11 +152,9 @@ def test_official_foundation_x_layout_becomes_a_ready_predictor(tmp_path):
     loaded = predictor.model.state_dict()["loc_encoder.tgt_embed.weight"]
     assert torch.equal(loaded, dino["transformer.tgt_embed.weight"])  # the teacher's tensors
     # the command line reuses the cached conversion and records what the weights are
-    spec = importlib.util.spec_from_file_location(
-        "fx_predict_tool_official", Path(__file__).resolve().parents[2] / "tools" / "predict.py"
+    tool = load_script(
+        Path(__file__).resolve().parents[2] / "tools" / "predict.py", "fx_predict_tool_official"
     )
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
     Image.fromarray((_images()[0] * 255).astype(np.uint8)).save(str(tmp_path / "x.png"))
     argv = ["--weights", str(tmp_path / "ckpt_E1_TH0.pth"), "--config-file",
             str(tmp_path / "tiny_dino.yaml"), "--input", str(tmp_path / "x.png"), "--output",

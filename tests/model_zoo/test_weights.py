@@ -3,7 +3,6 @@ never the network): resume, checksum, offline message, request-only entries, cac
 rebuilt when corrupt, unknown formats, and tools/weights.py."""
 
 import hashlib
-import importlib.util
 import json
 import logging
 import os
@@ -28,11 +27,10 @@ from fx_d2.model_zoo import (
 )
 from fx_d2.model_zoo.catalog import WEIGHTS_CATALOG
 from fx_d2.modeling.backbone import FXSwinTransformer
+from fx_d2.testing.scripts import load_script
 
 _CLI = Path(__file__).resolve().parents[2] / "tools" / "weights.py"
-_spec = importlib.util.spec_from_file_location("weights_cli", _CLI)
-weights_cli = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(weights_cli)
+weights_cli = load_script(_CLI, "weights_cli")
 
 ARCH = dict(embed_dim=32, depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8), window_size=7)
 

@@ -1,6 +1,5 @@
 """Weight converters on synthetic checkpoints in each source's exact key layout."""
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -20,11 +19,10 @@ from fx_d2.checkpoint.dino_keys import DINO_ALIAS
 from fx_d2.checkpoint.formats import FX_CLS_HEADS, detect_format
 from fx_d2.checkpoint.swin_keys import resize_relative_position_bias_table
 from fx_d2.modeling.backbone import FXSwinTransformer
+from fx_d2.testing.scripts import load_script
 
 _CLI = Path(__file__).resolve().parents[2] / "tools" / "convert_checkpoint.py"
-_spec = importlib.util.spec_from_file_location("convert_checkpoint_cli", _CLI)
-convert_cli = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(convert_cli)
+convert_cli = load_script(_CLI, "convert_checkpoint_cli")
 
 ARCH = dict(embed_dim=16, depths=(2, 2, 3, 2), num_heads=(1, 2, 2, 4), window_size=7)
 LEVEL_NORMS = re.compile(r"^norm\d\.")

@@ -2,7 +2,6 @@
 (docs/method.md §9: 6 encoder layers, 6 decoders of 6 layers, every alias), at toy widths, and
 loading the result into a FoundationX with the "dino" decoder."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -14,11 +13,10 @@ from fx_d2.checkpoint.convert import convert_checkpoint, convert_file
 from fx_d2.checkpoint.dino_keys import DINO_ALIAS, DINO_UNUSED, FX_LOC_DECODERS
 from fx_d2.checkpoint.model_weights import load_foundation_x_weights
 from fx_d2.testing import TINY_DINO_OPTS, tiny_cfg
+from fx_d2.testing.scripts import load_script
 
 _CLI = Path(__file__).resolve().parents[2] / "tools" / "convert_checkpoint.py"
-_spec = importlib.util.spec_from_file_location("convert_checkpoint_cli_dino", _CLI)
-convert_cli = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(convert_cli)
+convert_cli = load_script(_CLI, "convert_checkpoint_cli_dino")
 
 C, FFN, HEADS, LEVELS, POINTS, LOGITS, QUERIES = 32, 64, 2, 4, 2, 14, 30
 FULL = ["MODEL.FX.DINO.ENC_LAYERS", 6, "MODEL.FX.DINO.DEC_LAYERS", 6]

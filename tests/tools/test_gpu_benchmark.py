@@ -1,7 +1,6 @@
 """benchmarks/gpu.py: ``--quick`` runs every section on the CPU and prints a complete report;
 its FLOP counter gives Swin-T's published cost, which the MFU rests on."""
 
-import importlib.util
 import json
 import math
 import os
@@ -10,6 +9,8 @@ import sys
 
 import pytest
 import torch
+
+from fx_d2.testing.scripts import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCRIPT = os.path.join(ROOT, "benchmarks", "gpu.py")
@@ -21,9 +22,7 @@ def _positive(value) -> bool:
 
 @pytest.fixture(scope="module")
 def gpu_bench():
-    spec = importlib.util.spec_from_file_location("fx_gpu_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(SCRIPT, "fx_gpu_bench")
     return module
 
 

@@ -2,7 +2,6 @@
 files, folders, extension-less DICOM, JSON + PNG outputs, --dataset, --teacher weights."""
 
 import hashlib
-import importlib.util
 import json
 import os
 
@@ -18,6 +17,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 import fx_d2
 from fx_d2.inference.predictor import FXPredictor, teacher_state_dict
 from fx_d2.testing.model import TINY_CONFIG, synthetic_metadata, tiny_cfg
+from fx_d2.testing.scripts import load_script
 
 FULL, CLS = "h6apred_full", "h6apred_cls"
 SMALL = ["INPUT.FX.SIZE", 64]  # square 64 px model inputs
@@ -37,9 +37,7 @@ def metadata():
 
 @pytest.fixture(scope="module")
 def predict_tool():
-    spec = importlib.util.spec_from_file_location("fx_predict_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(TOOL, "fx_predict_tool")
     return module
 
 

@@ -3,7 +3,6 @@ by a run folder, refusal of a CT / colour input, index.json statuses, DICOM SEG 
 back to the JSON's masks and boxes, a DICOM without UIDs (JSON written, DICOM refused), the HTML
 pages in headless Chromium, request-only weights, and the CPU fallback of a CUDA config."""
 
-import importlib.util
 import json
 import os
 import re
@@ -20,6 +19,7 @@ from pydicom.uid import generate_uid
 from fx_d2.data.demo.dicom_writer import write_demo_dicom
 from fx_d2.testing.browser import load_page, require_chromium
 from fx_d2.testing.model import synthetic_metadata, tiny_cfg
+from fx_d2.testing.scripts import load_script
 
 FULL, CLS = "i12out_full", "i12out_cls"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -39,9 +39,7 @@ def metadata():
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("fx_predict_outputs_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(TOOL, "fx_predict_outputs_tool")
     return module
 
 

@@ -1,7 +1,6 @@
 """tools/visualize_data.py on a demo replica: enlarged drawings, shuffling, positives, contact
 sheet; and the drawing helpers it shares with the training overlays."""
 
-import importlib.util
 import os
 
 import cv2
@@ -9,6 +8,7 @@ import numpy as np
 import pytest
 from detectron2.data import MetadataCatalog
 
+from fx_d2.testing.scripts import load_script
 from fx_d2.utils.visualize import compose_panels, draw_fx_ground_truth, legend_entries
 
 TOOL = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "visualize_data.py")
@@ -16,9 +16,7 @@ TOOL = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "visualize_d
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("fx_visualize_data", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(TOOL, "fx_visualize_data")
     return module
 
 
