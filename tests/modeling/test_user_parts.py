@@ -186,8 +186,9 @@ def test_user_parts_are_built_by_config_and_run_forward_backward_and_inference()
 
 
 def test_user_decoder_trains_and_evaluates_in_the_lock_release_trainer(tmp_path):
-    register_synthetic(KEY, test=4)
-    cfg = tiny_cfg([KEY], USER_PARTS + [
+    key = KEY + "_trainer"  # registered for the session: not a name the other tests scope
+    register_synthetic(key, test=4)
+    cfg = tiny_cfg([key], USER_PARTS + [
         "OUTPUT_DIR", str(tmp_path), "SOLVER.FX.TRAINER", "SyntheticLockReleaseTrainer",
         "SOLVER.IMS_PER_BATCH", 2, "SOLVER.BASE_LR", 0.001, "SOLVER.WARMUP_ITERS", 1,
         "SOLVER.LOCK_RELEASE.UNIT", "iters", "SOLVER.LOCK_RELEASE.CYCLES", 1,
@@ -207,7 +208,7 @@ def test_user_decoder_trains_and_evaluates_in_the_lock_release_trainer(tmp_path)
     }
     assert {"loc_encoder", "loc_decoders", "seg_decoder", "cls_heads"} <= moved
     final = json.loads((tmp_path / "eval" / "final.json").read_text())["results"]["student"]
-    assert f"loc/{KEY}/mAP40" in final and f"seg/{KEY}/Dice" in final
+    assert f"loc/{key}/mAP40" in final and f"seg/{key}/Dice" in final
 
 
 def test_unknown_part_names_list_the_registered_ones():
