@@ -9,9 +9,11 @@ Scaled decoding (``read_image(path, min_side)``), side by side with the full dec
 3000x2500 12-bit phantom (as a JPEG 2000 DICOM and an 8-bit JPEG file): read + area resize to the
 output size, images/s and the ratio (targets: J2K >= 5x, JPEG >= 2x at 512), and the quality of the
 reduced image against the full decode followed by an area resize to its size (mean / max absolute
-difference, % of the range; also at the output size). The phantom is measured as drawn (pixel-sharp
-edges) and with a detector's blur (Gaussian, 1 px); with ``--demo-root`` also every JPEG 2000 /
-JPEG demo DICOM one step down (``min_side`` = half its shorter side). Prints one JSON object.
+difference, % of the range; also at the output size), and the same with the decode one level finer
+(``INPUT.FX.SCALED_DECODE_MARGIN 1``: ``min_side`` twice the output's) measured at the output size.
+The phantom is measured as drawn (pixel-sharp edges) and with a detector's blur (Gaussian, 1 px);
+with ``--demo-root`` also every JPEG 2000 / JPEG demo DICOM one step down (``min_side`` = half its
+shorter side), and with margin 1 for an output of a quarter of its size. Prints one JSON object.
 
     python benchmarks/data.py [--seconds 2] [--size 512] [--images 8] [--demo-root demo_data]
 """
@@ -100,10 +102,13 @@ def quality(path: str, size: int):
     at_out = _diff(_area(reduced, out), _area(full, out))
     # what two area resizes (full -> reduced size -> output) alone differ from one at the output
     floor = _diff(_area(_area(full, reduced.shape), out), _area(full, out))
+    finer = _diff(_area(read_image(path, 2 * size), out), _area(full, out))  # margin 1
     return {"reduced_shape": list(reduced.shape), "mean_pct": same[0], "max_pct": same[1],
             "at_output_mean_pct": at_out[0], "at_output_max_pct": at_out[1],
             "two_area_resizes_at_output_mean_pct": floor[0],
-            "two_area_resizes_at_output_max_pct": floor[1]}  # fmt: skip
+            "two_area_resizes_at_output_max_pct": floor[1],
+            "margin1_at_output_mean_pct": finer[0],
+            "margin1_at_output_max_pct": finer[1]}  # fmt: skip
 
 
 def decode_rate(path: str, size: int, min_side, seconds: float) -> float:
@@ -136,8 +141,11 @@ def scaled_decode_report(root: str, size: int, seconds: float):
             if variant == "sharp":
                 full = decode_rate(path, size, None, seconds)
                 scaled = decode_rate(path, size, size, seconds)
+                finer = decode_rate(path, size, 2 * size, seconds)
                 speed[kind] = {"full_per_s": round(full, 2), "scaled_per_s": round(scaled, 2),
-                               "ratio": round(scaled / full, 2)}  # fmt: skip
+                               "ratio": round(scaled / full, 2),
+                               "margin1_per_s": round(finer, 2),
+                               "margin1_ratio": round(finer / full, 2)}  # fmt: skip
     return speed, qual
 
 
@@ -166,9 +174,14 @@ def demo_quality(demo_root: str):
             kind += "_window" if "WindowCenter" in ds or "VOILUTSequence" in ds else "_minmax"
             full = read_image(path)
             reduced = read_image(path, min(full.shape) // 2)
-            found.setdefault(kind, []).append(_diff(reduced, _area(full, reduced.shape)))
+            # margin 1 for an output of a quarter: that same decode, area-resized once more
+            quarter = (max(1, full.shape[0] // 4), max(1, full.shape[1] // 4))
+            finer = _diff(_area(reduced, quarter), _area(full, quarter))
+            found.setdefault(kind, []).append(_diff(reduced, _area(full, reduced.shape)) + finer)
     return {kind: {"files": len(v), "mean_pct": round(float(np.mean([d[0] for d in v])), 3),
-                   "max_pct": round(float(np.max([d[1] for d in v])), 2)}
+                   "max_pct": round(float(np.max([d[1] for d in v])), 2),
+                   "margin1_quarter_mean_pct": round(float(np.mean([d[2] for d in v])), 3),
+                   "margin1_quarter_max_pct": round(float(np.max([d[3] for d in v])), 2)}
             for kind, v in found.items()}  # fmt: skip
 
 
@@ -213,6 +226,16 @@ def main(argv=None) -> int:
             "cache_png16_ge_200_per_s": results["cache_png16"] >= 200,
             "scaled_j2k_ge_5x_full": speed["dicom_j2k"]["ratio"] >= 5,
             "scaled_jpeg_ge_2x_full": speed["jpeg"]["ratio"] >= 2,
+            "scaled_mean_le_0.5pct": all(q["mean_pct"] <= 0.5 for q in qual.values()),
+            "scaled_max_le_5pct": all(q["max_pct"] <= 5 for q in qual.values()),
+            "margin1_at_output_mean_le_0.5pct": all(
+                q["margin1_at_output_mean_pct"] <= 0.5 for q in qual.values()
+            ),
+            "margin1_at_output_max_le_5pct": all(
+                q["margin1_at_output_max_pct"] <= 5 for q in qual.values()
+            ),
+            "margin1_j2k_ge_5x_full": speed["dicom_j2k"]["margin1_ratio"] >= 5,
+            "margin1_jpeg_ge_2x_full": speed["jpeg"]["margin1_ratio"] >= 2,
         },
         "scaled_decode_3000x2500": {"speed": speed, "quality": qual},
         "scaled_decode_demo_dicoms": demo_quality(args.demo_root) if args.demo_root else None,

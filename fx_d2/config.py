@@ -250,6 +250,9 @@ def _add_data_config(cfg: CN) -> None:
     cfg.INPUT.FX.MAX_PIXELS = 100_000_000
     # Decode JPEG 2000 / JPEG at the coarsest level still covering the output (or CACHE_SIZE).
     cfg.INPUT.FX.SCALED_DECODE = True
+    # Decode that many levels finer (each 2x) and let the area resize do the rest: 0 is fastest;
+    # 1 keeps sharp edges within 5 % of a full decode at the output (J2K ~4x, JPEG ~1.4x faster).
+    cfg.INPUT.FX.SCALED_DECODE_MARGIN = 0
     # END DATA KEYS
 
 

@@ -23,11 +23,11 @@ from tqdm import tqdm
 _CACHE = None
 
 
-def _init(out: str, size: int, fmt: str, max_pixels: int, scaled_decode: bool) -> None:
+def _init(out: str, size: int, fmt: str, max_pixels: int, scaled_decode: bool, margin: int) -> None:
     global _CACHE
     from fx_d2.data.cache import ImageCache
 
-    _CACHE = ImageCache(out, size, fmt, max_pixels, scaled_decode)
+    _CACHE = ImageCache(out, size, fmt, max_pixels, scaled_decode, margin)
 
 
 def _cache_one(path: str) -> Tuple[str, str, str]:
@@ -69,7 +69,20 @@ def main(argv=None) -> int:
         help="decode JPEG 2000 / JPEG in full, not at the smallest level >= --size "
         "(INPUT.FX.SCALED_DECODE False)",
     )
+    parser.add_argument(
+        "--decode-margin",
+        type=int,
+        default=0,
+        help="decode 2**N times larger than --size before the area resize "
+        "(INPUT.FX.SCALED_DECODE_MARGIN; the training config must use the same N)",
+    )
     args = parser.parse_args(argv)
+    from fx_d2.data.cache import check_decode_margin
+
+    try:
+        check_decode_margin(args.decode_margin)
+    except ValueError as e:  # before the pool: a failing worker initializer is respawned forever
+        parser.error(f"--decode-margin: {e}")
     logging.basicConfig(level=logging.WARNING)
     if args.root:
         os.environ["FX_DATASETS"] = args.root
@@ -77,7 +90,14 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     counts = {"new": 0, "existing": 0, "failed": 0}
     errors: List[str] = []
-    init_args = (args.out, args.size, args.format, args.max_pixels, not args.full_decode)
+    init_args = (
+        args.out,
+        args.size,
+        args.format,
+        args.max_pixels,
+        not args.full_decode,
+        args.decode_margin,
+    )
     if args.workers <= 1:
         _init(*init_args)
         results = map(_cache_one, files)

@@ -6,10 +6,11 @@ reads a small pre-decoded copy when ``INPUT.FX.CACHE_DIR`` is set. An entry hold
 INTER_AREA so that its **shorter side** is ``size`` (never enlarged). The aspect ratio is kept, so
 the mapper resizes it to its output size exactly as it would the original.
 
-Key: SHA-1 of (real path, mtime in ns, file size, cache size, format version), so an edited or
-replaced file misses the cache. Entries are written to a temporary file and renamed (atomic on
-POSIX), so concurrent writers and interrupted runs never leave a partial entry; existing entries are
-reused (resumable). Layout: ``<root>/<size>/<key[:2]>/<key>.png|.npy``.
+Key: SHA-1 of (real path, mtime in ns, file size, cache size, format version, and for a scaled
+decode its margin), so an edited or replaced file, or another decode mode, misses the cache.
+Entries are written to a temporary file and renamed (atomic on POSIX), so concurrent writers and
+interrupted runs never leave a partial entry; existing entries are reused
+(resumable). Layout: ``<root>/<size>/<key[:2]>/<key>.png|.npy``.
 """
 
 import hashlib
@@ -25,10 +26,11 @@ from .io import DEFAULT_MAX_PIXELS, read_image
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ImageCache", "resize_shorter_side"]
+__all__ = ["ImageCache", "check_decode_margin", "resize_shorter_side"]
 
 _VERSION = "fxcache1"
 FORMATS = ("png16", "npy")
+MAX_DECODE_MARGIN = 3  # 8x the output: beyond that a reduced decode saves little
 
 
 def resize_shorter_side(img: np.ndarray, size: int) -> np.ndarray:
@@ -39,6 +41,21 @@ def resize_shorter_side(img: np.ndarray, size: int) -> np.ndarray:
     scale = size / min(h, w)
     new_w, new_h = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
     return cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_AREA)
+
+
+def check_decode_margin(margin: int) -> int:
+    """``margin`` as an int in [0, MAX_DECODE_MARGIN] (INPUT.FX.SCALED_DECODE_MARGIN).
+
+    Raises:
+        ValueError: anything else.
+    """
+    integer = isinstance(margin, (int, np.integer)) and not isinstance(margin, bool)
+    if not integer or not 0 <= margin <= MAX_DECODE_MARGIN:
+        raise ValueError(
+            f"INPUT.FX.SCALED_DECODE_MARGIN must be an integer in [0, {MAX_DECODE_MARGIN}] "
+            f"(levels decoded finer than the output), got {margin!r}"
+        )
+    return int(margin)
 
 
 class ImageCache:
@@ -53,6 +70,8 @@ class ImageCache:
         max_pixels: forwarded to :func:`read_image` on a miss.
         scaled_decode: on a miss, decode JPEG 2000 / JPEG at the smallest size whose shorter side
             is still ``>= size`` (read_image's ``min_side``) instead of in full.
+        decode_margin: with ``scaled_decode``, decode ``2**decode_margin`` times larger than that
+            (:func:`check_decode_margin`); the entry is area-resized to ``size`` either way.
     """
 
     def __init__(
@@ -62,6 +81,7 @@ class ImageCache:
         fmt: str = "png16",
         max_pixels: int = DEFAULT_MAX_PIXELS,
         scaled_decode: bool = True,
+        decode_margin: int = 0,
     ):
         if fmt not in FORMATS:
             raise ValueError(f"unknown cache format {fmt!r}; use one of {FORMATS}")
@@ -69,16 +89,19 @@ class ImageCache:
             raise ValueError(f"cache size must be positive, got {size}")
         self.root, self.size, self.fmt, self.max_pixels = root, int(size), fmt, max_pixels
         self.scaled_decode = bool(scaled_decode)
+        self.decode_margin = check_decode_margin(decode_margin)
 
     def decode(self, path: str) -> np.ndarray:
         """:func:`read_image` of ``path`` as a miss decodes it (reduced towards ``size``)."""
-        min_side = self.size if self.scaled_decode else None
+        min_side = self.size << self.decode_margin if self.scaled_decode else None
         return read_image(path, min_side, max_pixels=self.max_pixels)
 
     def key(self, path: str) -> str:
-        """Hex key of a source file's current version at this cache size."""
+        """Hex key of a source file's current version at this cache size and decode mode."""
         st = os.stat(path)
         text = f"{os.path.realpath(path)}|{st.st_mtime_ns}|{st.st_size}|{self.size}|{_VERSION}"
+        if self.scaled_decode:  # a reduced decode is another image than the full one
+            text += f"|scaled{self.decode_margin}"
         return hashlib.sha1(text.encode()).hexdigest()
 
     def entry_path(self, path: str) -> str:

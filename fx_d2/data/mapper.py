@@ -28,7 +28,7 @@ import torch
 from detectron2.config import configurable
 from detectron2.structures import BitMasks, Boxes, BoxMode, Instances
 
-from .cache import ImageCache
+from .cache import ImageCache, check_decode_margin
 from .catalog import TASKS, dataset_metadata
 from .io import DEFAULT_MAX_PIXELS, ImageReadError, read_image
 from .masks import polygons_to_mask, sem_seg_from_annotations
@@ -139,6 +139,7 @@ class FXDatasetMapper:
         cache: Optional[ImageCache] = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         scaled_decode: bool = True,
+        scaled_decode_margin: int = 0,
         metadata: Optional[Dict[str, Dict[str, Any]]] = None,
         seed: Optional[int] = None,
     ):
@@ -159,6 +160,8 @@ class FXDatasetMapper:
             max_pixels: forwarded to :func:`read_image` (decompression-bomb limit).
             scaled_decode: decode JPEG 2000 / JPEG at the smallest size that still covers the
                 output (:func:`read_image_min_side`; read_image's ``min_side``), not in full.
+            scaled_decode_margin: decode ``2**margin`` times larger than that and leave the rest to
+                the area resize (sharper fidelity, slower; :func:`.cache.check_decode_margin`).
             metadata: dataset key -> metadata dict; default: the registered sources / catalog.
             seed: RNG seed (None: drawn from NumPy's global RNG, which Detectron2 seeds per worker).
         """
@@ -178,6 +181,7 @@ class FXDatasetMapper:
         self.lsr_range, self.unmentioned_weight = tuple(lsr_range), float(unmentioned_weight)
         self.instance_masks, self.strict = instance_masks, strict
         self.cache, self.max_pixels, self.scaled_decode = cache, max_pixels, bool(scaled_decode)
+        self.scaled_decode_margin = check_decode_margin(scaled_decode_margin)
         self._metadata = dict(metadata or {})
         self._seed, self._rng, self._rng_pid = seed, None, None
         self._no_flip_logged: set = set()
@@ -187,9 +191,8 @@ class FXDatasetMapper:
         fx = cfg.INPUT.FX
         cache = None
         if fx.CACHE_DIR:
-            cache = ImageCache(
-                fx.CACHE_DIR, fx.CACHE_SIZE, fx.CACHE_FORMAT, fx.MAX_PIXELS, fx.SCALED_DECODE
-            )
+            decode = (fx.MAX_PIXELS, fx.SCALED_DECODE, fx.SCALED_DECODE_MARGIN)
+            cache = ImageCache(fx.CACHE_DIR, fx.CACHE_SIZE, fx.CACHE_FORMAT, *decode)
             if fx.CACHE_SIZE < fx.SIZE:
                 logger.warning(
                     "INPUT.FX.CACHE_SIZE %d < INPUT.FX.SIZE %d: images will be "
@@ -205,7 +208,7 @@ class FXDatasetMapper:
             lsr_range=tuple(fx.LSR_RANGE), unmentioned_weight=fx.UNMENTIONED_WEIGHT,
             instance_masks=fx.INSTANCE_MASKS, strict=cfg.DATASETS.FX.STRICT, cache=cache,
             max_pixels=fx.MAX_PIXELS, scaled_decode=fx.SCALED_DECODE,
-            seed=cfg.SEED if cfg.SEED >= 0 else None,
+            scaled_decode_margin=fx.SCALED_DECODE_MARGIN, seed=cfg.SEED if cfg.SEED >= 0 else None,
         )  # fmt: skip
 
     # ------------------------------------------------------------------------------ helpers
@@ -243,7 +246,7 @@ class FXDatasetMapper:
         if self.scaled_decode:  # the dict's grid is the file's size (JSRT raw: not J2K / JPEG)
             height, width = int(d["height"]), int(d["width"])
             out_hw = output_size(height, width, self.resize_mode, self.size, self.max_size)
-            min_side = read_image_min_side(height, width, out_hw)
+            min_side = read_image_min_side(height, width, out_hw) << self.scaled_decode_margin
         return read_image(path, min_side, max_pixels=self.max_pixels)
 
     def _flip_allowed(self, key: str, meta: Dict[str, Any]) -> bool:

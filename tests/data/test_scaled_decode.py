@@ -5,7 +5,7 @@ max <= 5 % of the range) for JPEG at every scale and JPEG 2000 one level down; J
 three levels down alias more (its low-pass is not a box filter) and are held to the looser bounds
 measured here. The phantom gets a detector's blur (Gaussian, 1 px) and the DICOMs a window, so that
 neither pixel-sharp edges nor a min-max range set by a single pixel decide the figures (both are
-measured in benchmarks/data.py --quality). Also: level and size selection, the DICOM intensity
+measured in benchmarks/data.py). Also: level and size selection, the DICOM intensity
 steps identical at every resolution, plain .jp2 / .j2k files, the mapper and cache passing their
 target size, bad input.
 """
@@ -301,16 +301,33 @@ def test_mapper_and_cache_pass_their_target_size(tmp_path, j2k_dicom, monkeypatc
          "cls_labels": [1.0], "annotations": []}  # fmt: skip
     meta = {"t": {"tasks": ["cls"]}}
     outs = {}
-    for scaled in (True, False):
-        mapper = FXDatasetMapper(False, size=224, metadata=meta, seed=0, scaled_decode=scaled)
-        outs[scaled] = mapper(dict(d))["image"]
-    assert calls == [224, None]
-    diff = (outs[True] - outs[False]).abs() / 255.0  # level 2 (250 px) resized to 224
+    for scaled, margin in ((True, 0), (False, 0), (True, 1)):
+        mapper = FXDatasetMapper(False, size=224, metadata=meta, seed=0, scaled_decode=scaled,
+                                 scaled_decode_margin=margin)  # fmt: skip
+        outs[scaled, margin] = mapper(dict(d))["image"]
+    assert calls == [224, None, 448]
+    diff = (outs[True, 0] - outs[False, 0]).abs() / 255.0  # level 2 (250 px) resized to 224
     assert float(diff.mean()) <= DEEP_TOLS[2][0] and float(diff.max()) <= DEEP_TOLS[2][1]
+    # one level finer (500 px), the area resize does the rest: the gate holds at the output
+    diff = (outs[True, 1] - outs[False, 0]).abs() / 255.0
+    assert float(diff.mean()) <= MEAN_TOL and float(diff.max()) <= MAX_TOL
     cache = ImageCache(str(tmp_path / "c"), size=300)
     assert cache.get(j2k_dicom).shape == (300, 360) and calls[-1] == 300
-    ImageCache(str(tmp_path / "c2"), size=300, scaled_decode=False).get(j2k_dicom)
+    full = ImageCache(str(tmp_path / "c"), size=300, scaled_decode=False)
+    finer = ImageCache(str(tmp_path / "c"), size=300, decode_margin=1)
+    full.get(j2k_dicom)
     assert calls[-1] is None
+    assert finer.get(j2k_dicom).shape == (300, 360) and calls[-1] == 600
+    # each decode mode has entries of its own
+    assert len({c.entry_path(j2k_dicom) for c in (cache, full, finer)}) == 3
+
+
+@pytest.mark.parametrize("margin", [-1, 4, 1.5, True, "1"])
+def test_decode_margin_must_be_a_small_integer(margin):
+    with pytest.raises(ValueError, match="SCALED_DECODE_MARGIN"):
+        ImageCache("unused", size=300, decode_margin=margin)
+    with pytest.raises(ValueError, match="SCALED_DECODE_MARGIN"):
+        FXDatasetMapper(False, size=224, metadata={}, scaled_decode_margin=margin)
 
 
 def test_header_parse_refuses_what_it_cannot_size():
@@ -338,9 +355,12 @@ def test_cache_images_tool_decodes_at_its_size(tmp_path, phantom, capsys, monkey
             args = ["--datasets", name, "--out", out, "--size", "200", "--workers", "1"]
             cache_images.main(args + flags)
             assert json.loads(capsys.readouterr().out)["new"] == 1
-            cache = ImageCache(out, size=200)
+            cache = ImageCache(out, size=200, scaled_decode=not flags)
             entries.append(np.round(cache.load(path) * 65535.0).astype(np.uint16))
             np.testing.assert_array_equal(entries[-1], cache.quantize(read_image(path, min_side)))
+        with pytest.raises(SystemExit):  # refused before any worker starts
+            cache_images.main(args + ["--decode-margin", "9"])
+        assert "--decode-margin" in capsys.readouterr().err
     finally:
         DatasetCatalog.remove(name)
     assert not np.array_equal(entries[0], entries[1])  # the flag changes how it decodes
