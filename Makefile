@@ -63,6 +63,7 @@ bench: setup
 	$(PY) benchmarks/model.py
 	$(PY) benchmarks/train.py
 	$(PY) benchmarks/dino.py
+	$(PY) benchmarks/predict.py
 
 bench-gpu: setup  # one CUDA device, ~3-4 minutes; the report also goes to output/gpu_bench.json
 	$(PY) benchmarks/gpu.py --out output/gpu_bench.json

@@ -1,6 +1,6 @@
 """Inference with a FoundationX model: weights (student or EMA teacher), the test mapper's resize,
-one forward per dataset's heads, named results (:mod:`.results`) and the heads the weights did not
-train (:mod:`.trained_heads`)."""
+one forward for every dataset's heads (one backbone pass per image), named results
+(:mod:`.results`) and the heads the weights did not train (:mod:`.trained_heads`)."""
 
 import logging
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -210,8 +210,12 @@ class FXPredictor:
         unknown = [k for k in keys if k not in self.model.datasets]
         if unknown:
             raise KeyError(f"no heads for {unknown}; the model has {self.dataset_keys}")
-        # One forward per dataset keeps memory bounded on large images.
-        return {key: self.model([self.model_input(image, key)])[0] for key in keys}
+        if not keys:
+            return {}
+        # One forward: the inputs share the mapped image, so the backbone runs once for all heads.
+        mapped = self.model_input(image, keys[0])
+        outputs = self.model([dict(mapped, dataset_name=key) for key in keys])
+        return dict(zip(keys, outputs))
 
     @torch.no_grad()
     def predict(
@@ -221,7 +225,8 @@ class FXPredictor:
         tasks: Optional[Sequence[str]] = None,
         batch_size: int = 4,
     ) -> List[Dict[str, DatasetPrediction]]:
-        """Named predictions for a list of images, ``batch_size`` images per forward.
+        """Named predictions for a list of images, ``batch_size`` images per forward (each
+        forward runs the backbone once per image for all the datasets' heads).
 
         Args:
             images: float (H, W) arrays in [0, 1], brighter = denser (``read_image``).
@@ -241,18 +246,26 @@ class FXPredictor:
         tasks = self.tasks if tasks is None else tasks
         thresh = float(self.cfg.TEST.FX.SEG_THRESH)
         results: List[Dict[str, DatasetPrediction]] = [{} for _ in images]
-        for key in keys:
-            run = self.trained_tasks(key, tasks)
-            if not run:
-                continue
-            spec = self.model.datasets[key]
-            skipped = {t: w for t, w in self.untrained.get(key, {}).items() if t not in run}
-            for start in range(0, len(images), max(1, batch_size)):
-                batch = images[start : start + max(1, batch_size)]
-                inputs = [dict(self.model_input(img, key), tasks=run) for img in batch]
-                for i, out in enumerate(self.model(inputs), start):
+        runs = {key: self.trained_tasks(key, tasks) for key in keys}
+        runs = {key: run for key, run in runs.items() if run}
+        if not runs:
+            return results
+        step = max(1, batch_size)
+        for start in range(0, len(images), step):
+            # each image mapped once and shared by every dataset's inputs: one backbone pass
+            mapped = [
+                self.model_input(img, next(iter(runs))) for img in images[start : start + step]
+            ]
+            inputs = [
+                dict(m, dataset_name=key, tasks=run) for key, run in runs.items() for m in mapped
+            ]
+            outputs = iter(self.model(inputs))
+            for key, run in runs.items():
+                spec = self.model.datasets[key]
+                skipped = {t: w for t, w in self.untrained.get(key, {}).items() if t not in run}
+                for i in range(start, start + len(mapped)):
                     results[i][key] = dataset_prediction(
-                        key, out, spec.cls_classes, spec.thing_classes, spec.seg_classes,
-                        thresh, skipped,
+                        key, next(outputs), spec.cls_classes, spec.thing_classes,
+                        spec.seg_classes, thresh, skipped,
                     )  # fmt: skip
         return results

@@ -244,3 +244,18 @@ def test_cls_features_from_several_levels_are_pooled_and_concatenated():
     for bad in (["res6"], [], ["res5", "res5"]):
         with pytest.raises(ValueError, match="CLS_IN_FEATURES"):
             _model("MODEL.FX.CLS_IN_FEATURES", bad)
+
+
+def test_inputs_sharing_an_image_tensor_share_its_backbone_pass():
+    from fx_d2.modeling.meta_arch.dataset_specs import shared_images
+
+    a, b = torch.zeros(3, 8, 8), torch.zeros(3, 8, 8)  # equal pixels, different tensors
+    inputs = [
+        {"image": a, "height": 8, "width": 8, "dataset_name": "x"},
+        {"image": a, "height": 8, "width": 8, "dataset_name": "y"},
+        {"image": a, "height": 16, "width": 16, "dataset_name": "y"},  # other output size
+        {"image": b, "height": 8, "width": 8, "dataset_name": "x"},
+    ]
+    unique, where = shared_images(inputs)
+    assert [u is inputs[i] for u, i in zip(unique, (0, 2, 3))] == [True] * 3
+    assert where == [0, 0, 1, 2]

@@ -93,6 +93,58 @@ def test_predictor_input_is_mapper_equivalent():
         predictor(image, ["unknown"])
 
 
+def _backbone_batches(predictor, monkeypatch):
+    batches = []
+    forward = predictor.model.backbone.forward_stages
+
+    def spy(x):
+        batches.append(int(x.shape[0]))
+        return forward(x)
+
+    monkeypatch.setattr(predictor.model.backbone, "forward_stages", spy)
+    return batches
+
+
+def _assert_same_outputs(a, b):
+    assert set(a) == set(b)
+    for field in ("cls_probs", "sem_seg"):
+        if field in a:
+            torch.testing.assert_close(a[field], b[field], rtol=0, atol=1e-6)
+    if "instances" in a:
+        torch.testing.assert_close(
+            a["instances"].pred_boxes.tensor, b["instances"].pred_boxes.tensor
+        )
+        torch.testing.assert_close(a["instances"].scores, b["instances"].scores)
+
+
+def test_one_backbone_pass_serves_every_dataset(monkeypatch):
+    """Several datasets' heads on one image: the backbone runs once per image and pass, and
+    every head's output equals the output of a forward for that dataset alone."""
+    predictor = FXPredictor(tiny_cfg([FULL, CLS], SMALL))
+    images = [np.random.default_rng(i).random((70, 90), dtype=np.float32) for i in range(3)]
+    batches = _backbone_batches(predictor, monkeypatch)
+    alone = {}
+    for key in (CLS, FULL):
+        batches.clear()
+        alone[key] = predictor(images[0], [key])[key]
+    passes = len(batches)  # FULL alone: one pass per pixel normalisation its tasks need
+    batches.clear()
+    together = predictor(images[0])
+    assert batches == [1] * passes  # CLS's head rides on FULL's passes
+    for key in (FULL, CLS):
+        _assert_same_outputs(together[key], alone[key])
+    batches.clear()
+    named = predictor.predict(images, batch_size=2)
+    assert batches == [2] * passes + [1] * passes  # images batched; heads share their pass
+    for i, image in enumerate(images):
+        for key in (FULL, CLS):
+            one = predictor.predict([image], datasets=[key])[0][key]
+            assert one.cls == pytest.approx(named[i][key].cls, abs=1e-6)
+            assert set(one.masks) == set(named[i][key].masks)
+            for name, prob in one.masks.items():
+                np.testing.assert_allclose(prob, named[i][key].masks[name], atol=1e-6)
+
+
 def test_teacher_weights_are_loaded(tmp_path):
     path = _checkpoint(tmp_path)
     image = np.full((64, 64), 0.5, dtype=np.float32)

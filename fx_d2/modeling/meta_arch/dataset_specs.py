@@ -15,6 +15,7 @@ __all__ = [
     "dataset_specs_from_cfg",
     "batch_stage",
     "requested_tasks",
+    "shared_images",
 ]
 
 
@@ -95,3 +96,25 @@ def requested_tasks(
     if unknown:
         raise ValueError(f"{key!r} has no heads for {unknown} (tasks {datasets[key].tasks})")
     return key, tasks
+
+
+def shared_images(
+    batched_inputs: Sequence[Dict[str, Any]],
+) -> Tuple[List[Dict[str, Any]], List[int]]:
+    """The distinct images of an inference batch, and for each input the index of its image.
+
+    Inputs that ask for several datasets' heads on one image (the predictor, or an input without
+    ``dataset_name`` expanded to ``MODEL.FX.PREDICT_DATASETS``) carry the same ``image`` tensor;
+    the backbone then runs once on it. Inputs are the same image only when they hold the same
+    tensor object and the same ``height`` / ``width``.
+    """
+    unique: List[Dict[str, Any]] = []
+    where: List[int] = []
+    seen: Dict[Tuple[int, Any, Any], int] = {}
+    for x in batched_inputs:
+        k = (id(x["image"]), x.get("height"), x.get("width"))
+        if k not in seen:
+            seen[k] = len(unique)
+            unique.append(x)
+        where.append(seen[k])
+    return unique, where

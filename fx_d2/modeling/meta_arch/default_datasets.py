@@ -42,7 +42,8 @@ def predict_with_defaults(
     predict_datasets: Sequence[str],
 ) -> List[Dict[str, Any]]:
     """Run ``inference`` with every input lacking ``dataset_name`` expanded to one input per
-    default dataset, and fold the outputs back (one output per input)."""
+    default dataset (sharing its image tensor, so the backbone runs once for them), and fold the
+    outputs back (one output per input)."""
     if all(x.get("dataset_name") is not None for x in batched_inputs):
         return inference(batched_inputs)
     expanded: List[Dict[str, Any]] = []

@@ -25,7 +25,7 @@ from ..branches import TASK_BRANCHES, TaskBranch, detach_output
 from ..lock import frozen
 from ..pixel_norm import PixelNormalizer, inference_passes, task_pixel_norm_from_cfg
 from ..teacher import consistency_loss, unwrap_model
-from .dataset_specs import batch_stage, dataset_specs_from_cfg, requested_tasks
+from .dataset_specs import batch_stage, dataset_specs_from_cfg, requested_tasks, shared_images
 from .default_datasets import check_predict_datasets, predict_with_defaults
 
 __all__ = ["FoundationX"]
@@ -254,24 +254,26 @@ class FoundationX(nn.Module):
             ``sem_seg`` Tensor[Cs, height, width] of per-channel probabilities.
         """
         requests = [requested_tasks(self.datasets, x) for x in batched_inputs]
+        unique, where = shared_images(batched_inputs)  # one backbone pass per distinct image
         results: List[Dict[str, Any]] = [{} for _ in batched_inputs]
         for norm_task, pass_tasks in inference_passes(
             tuple(self.branches), self.pixel_norm.own_norm_tasks
         ):
             if not any(t in tasks for _, tasks in requests for t in pass_tasks):
                 continue
-            images = self.preprocess_image(batched_inputs, norm_task)
+            images = self.preprocess_image(unique, norm_task)
             stages = self.backbone.forward_stages(images.tensor)
             out_sizes = [
                 (int(x.get("height", hw[0])), int(x.get("width", hw[1])))
-                for x, hw in zip(batched_inputs, images.image_sizes)
+                for x, hw in zip(unique, images.image_sizes)
             ]
             for task in pass_tasks:
-                self._predict_task(task, requests, stages, images, out_sizes, results)
+                self._predict_task(task, requests, where, stages, images, out_sizes, results)
         return results
 
-    def _predict_task(self, task, requests, stages, images, out_sizes, results) -> None:
-        """Run ``task``'s branch for the inputs that request it; fills ``results`` in place."""
+    def _predict_task(self, task, requests, where, stages, images, out_sizes, results) -> None:
+        """Run ``task``'s branch for the inputs that request it (``where[i]``: input ``i``'s
+        image in the batch of distinct images); fills ``results`` in place."""
         branch = self.branches[task]
         groups: Dict[str, List[int]] = {}
         for i, (key, tasks) in enumerate(requests):
@@ -280,6 +282,7 @@ class FoundationX(nn.Module):
         if not groups:
             return
         shared = branch.shared_forward(self, stages, images)
-        for key, idx in groups.items():
-            for i, fields in zip(idx, branch.predict(self, key, shared, images, idx, out_sizes)):
+        for key, inputs in groups.items():
+            idx = [where[i] for i in inputs]
+            for i, fields in zip(inputs, branch.predict(self, key, shared, images, idx, out_sizes)):
                 results[i].update(fields)
