@@ -101,12 +101,15 @@ def convert_cached(
     use_student: bool = False,
     trust_pickle: bool = False,
     info: Optional[Dict[str, str]] = None,
+    loaded: Any = None,
 ) -> Tuple[str, Optional[Dict[str, Any]]]:
     """Convert ``src`` (format ``fmt``) to the fx_d2 layout once.
 
     Args:
         sha256: the source's digest (computed when None).
         info: extra strings recorded under ``fx_d2_source`` (e.g. ``name``, ``config``).
+        loaded: what :func:`load_checkpoint_file` returns for ``src``, when the caller has read
+            it already (a large file is then not read twice).
 
     Returns:
         ``(converted file, converter report or None when the cached file was reused)``.
@@ -123,7 +126,7 @@ def convert_cached(
             return dst, None
         logger.warning("cached conversion %s is unusable (%s); converting %s again", dst, problem,
                        src)  # fmt: skip
-    obj = load_checkpoint_file(src, trust_pickle)
+    obj = loaded if loaded is not None else load_checkpoint_file(src, trust_pickle)
     result = convert_checkpoint(obj, fmt, use_student=use_student, source=src)
     del obj
     record = {"sha256": sha256, "format": fmt, "file": os.path.basename(src),

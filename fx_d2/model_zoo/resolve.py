@@ -188,14 +188,23 @@ def _cached_conversion(sha256: str, use_student: bool) -> Optional[str]:
     return None
 
 
-def _cached_record(path: str) -> Optional[Mapping[str, Any]]:
-    """The source record of a cached conversion; None when it does not load (then the source is
-    read again and the entry rebuilt)."""
+def _cached_record(path: str, sha256: str) -> Optional[Mapping[str, Any]]:
+    """The source record of a usable cached conversion of the file with digest ``sha256``; None
+    when it does not load, names another file or holds no weights (then the source is read again
+    and the entry rebuilt)."""
     try:
-        record = load_checkpoint(path).get(SOURCE_KEY)
-    except (ValueError, AttributeError):
+        data = load_checkpoint(path)
+    except ValueError:
         return None
-    return record if isinstance(record, Mapping) and record.get("format") in FORMATS else None
+    record = data.get(SOURCE_KEY) if isinstance(data, Mapping) else None
+    usable = (
+        isinstance(record, Mapping)
+        and record.get("format") in FORMATS
+        and record.get("sha256") == sha256
+        and isinstance(data.get("model"), Mapping)
+        and bool(data["model"])
+    )
+    return record if usable else None
 
 
 def resolve_weights(
@@ -237,8 +246,9 @@ def resolve_weights(
     config = entry.config if entry else None
     fmt = entry.format if entry else None
     cached = _cached_conversion(sha256, student) if fmt != "fx_d2" else None
-    record = _cached_record(cached) if cached is not None and fmt is None else None
-    if record is not None:  # a valid earlier conversion tells format and config
+    record = _cached_record(cached, sha256) if cached is not None and fmt is None else None
+    obj = None  # the source, read at most once
+    if record is not None:  # a usable earlier conversion tells format and config
         fmt, config = str(record["format"]), record.get("config") or REFERENCE_CONFIG
     if fmt is None:
         obj = load_checkpoint(source, trust_pickle=trust_pickle)
@@ -246,13 +256,15 @@ def resolve_weights(
         if fmt is None:
             raise _unknown_format(source, obj)
         config = _implied_config(source, obj, fmt)
-        del obj
     path = source
-    if fmt != "fx_d2":
+    if record is not None:
+        path = cached  # checked by _cached_record: not read again here
+    elif fmt != "fx_d2":
         info = {"name": entry.name if entry else os.path.basename(source)}
         if config:
             info["config"] = config
-        path, _ = convert_cached(source, fmt, sha256, student, trust_pickle, info)
+        path, _ = convert_cached(source, fmt, sha256, student, trust_pickle, info, loaded=obj)
+    del obj
     return ResolvedWeights(
         path=path,
         source=source,

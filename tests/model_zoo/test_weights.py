@@ -163,3 +163,27 @@ def test_weights_cli_list_and_convert(tmp_path, capsys):
     assert report["format"] == "swin" and os.path.isfile(report["converted"])
     with pytest.raises(FileNotFoundError, match="neither a catalogue name"):
         resolve_weights(str(tmp_path / "absent.pth"))
+
+
+def test_each_file_is_read_once_per_resolve(tmp_path, monkeypatch):
+    """Detecting the format and converting share one read of the source; a cached conversion
+    is checked with one read and the source is not read at all."""
+    import fx_d2.checkpoint.convert as convert_module
+    import fx_d2.model_zoo.cache as cache_module
+    import fx_d2.model_zoo.resolve as resolve_module
+
+    reads = []
+    for module in (convert_module, cache_module, resolve_module):
+        real = module.load_checkpoint
+
+        def spy(path, *args, _real=real, **kwargs):
+            reads.append(os.path.basename(str(path)))
+            return _real(path, *args, **kwargs)
+
+        monkeypatch.setattr(module, "load_checkpoint", spy)
+    src = swin_file(tmp_path / "swin.pth")
+    first = resolve_weights(src, progress=False)
+    assert reads == ["swin.pth"]
+    reads.clear()
+    assert resolve_weights(src, progress=False).path == first.path
+    assert reads == [os.path.basename(first.path)]
