@@ -19,20 +19,11 @@ import time
 
 import numpy as np
 import torch
+from model import SWIN_T  # benchmarks/model.py: the Swin-T FoundationX it times
 
 import fx_d2  # noqa: F401  registers FoundationX and the backbone
 from fx_d2.inference.predictor import FXPredictor
 from fx_d2.testing.model import synthetic_metadata, tiny_cfg
-
-SWIN_T = [
-    "MODEL.SWIN.EMBED_DIM", 96,
-    "MODEL.SWIN.DEPTHS", [2, 2, 6, 2],
-    "MODEL.SWIN.NUM_HEADS", [3, 6, 12, 24],
-    "MODEL.SWIN.WINDOW_SIZE", 7,
-    "MODEL.FX.RCNN.FPN_CHANNELS", 256,
-    "MODEL.FX.UPERNET.CHANNELS", 128,
-    "MODEL.ROI_BOX_HEAD.FC_DIM", 1024,
-]  # fmt: skip
 
 # (key, tasks): 11 datasets, 6 with boxes and 4 with masks, as in Foundation X pretraining
 DATASETS = [(f"bench_cls{i}", ("cls",)) for i in range(3)]
