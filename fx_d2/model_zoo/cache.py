@@ -80,18 +80,19 @@ def converted_path(sha256: str, fmt: str, use_student: bool = False) -> str:
     return os.path.join(cache_root(), "converted", f"{sha256[:16]}-{fmt}{suffix}.pth")
 
 
-def _valid_entry(path: str, sha256: str) -> Optional[str]:
-    """None when the cached conversion at ``path`` loads and names ``sha256``; else why not."""
+def read_cached_conversion(path: str, sha256: str) -> Tuple[Optional[Dict[str, Any]], str]:
+    """``(contents, "")`` when the cached conversion at ``path`` loads, names the source digest
+    ``sha256`` and holds weights; else ``(None, why not)``."""
     try:
         data = load_checkpoint(path)
     except CheckpointLoadError as err:
-        return err.reason
-    source = data.get(SOURCE_KEY)
+        return None, err.reason
+    source = data.get(SOURCE_KEY) if isinstance(data, dict) else None
     if not isinstance(source, dict) or source.get("sha256") != sha256:
-        return "it does not record the source file's digest"
+        return None, "it does not record the source file's digest"
     if not isinstance(data.get("model"), dict) or not data["model"]:
-        return "it holds no weights"
-    return None
+        return None, "it holds no weights"
+    return data, ""
 
 
 def convert_cached(
@@ -121,8 +122,8 @@ def convert_cached(
     sha256 = sha256 or file_sha256(src)
     dst = converted_path(sha256, fmt, use_student)
     if os.path.isfile(dst):
-        problem = _valid_entry(dst, sha256)
-        if problem is None:
+        data, problem = read_cached_conversion(dst, sha256)
+        if data is not None:
             return dst, None
         logger.warning("cached conversion %s is unusable (%s); converting %s again", dst, problem,
                        src)  # fmt: skip

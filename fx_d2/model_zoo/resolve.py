@@ -14,7 +14,14 @@ from typing import Any, List, Mapping, Optional
 
 from ..checkpoint.formats import FORMATS, detect_format
 from ..checkpoint.loading import load_checkpoint
-from .cache import SOURCE_KEY, cache_root, convert_cached, converted_path, file_sha256
+from .cache import (
+    SOURCE_KEY,
+    cache_root,
+    convert_cached,
+    converted_path,
+    file_sha256,
+    read_cached_conversion,
+)
 from .catalog import REFERENCE_CONFIG, WEIGHTS_CATALOG, WeightsEntry, get_entry
 from .download import download
 
@@ -192,19 +199,9 @@ def _cached_record(path: str, sha256: str) -> Optional[Mapping[str, Any]]:
     """The source record of a usable cached conversion of the file with digest ``sha256``; None
     when it does not load, names another file or holds no weights (then the source is read again
     and the entry rebuilt)."""
-    try:
-        data = load_checkpoint(path)
-    except ValueError:
-        return None
-    record = data.get(SOURCE_KEY) if isinstance(data, Mapping) else None
-    usable = (
-        isinstance(record, Mapping)
-        and record.get("format") in FORMATS
-        and record.get("sha256") == sha256
-        and isinstance(data.get("model"), Mapping)
-        and bool(data["model"])
-    )
-    return record if usable else None
+    data, _ = read_cached_conversion(path, sha256)
+    record = data[SOURCE_KEY] if data is not None else None
+    return record if record is not None and record.get("format") in FORMATS else None
 
 
 def resolve_weights(
