@@ -14,7 +14,14 @@ from detectron2.structures import Boxes, Instances
 
 from fx_d2.data.catalog import dataset_name
 
-__all__ = ["TINY_CONFIG", "TINY_DINO_OPTS", "tiny_cfg", "synthetic_metadata", "synthetic_batch"]
+__all__ = [
+    "TINY_CONFIG",
+    "TINY_DINO_OPTS",
+    "tiny_cfg",
+    "synthetic_metadata",
+    "predictor_metadata",
+    "synthetic_batch",
+]
 
 # shipped as package data (fx_d2/testing/configs), so it works from a wheel install too
 TINY_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "tiny.yaml")
@@ -85,6 +92,17 @@ def synthetic_metadata(
         yield name
     finally:
         MetadataCatalog.remove(name)
+
+
+@contextlib.contextmanager
+def predictor_metadata(full: str, cls: str) -> Iterator[None]:
+    """The two datasets the predictor tests use, registered for the context: ``full`` with every
+    task (cls Nodule / Effusion, boxes Nodule / Lung, mask Lung) and ``cls`` with one
+    classification class (Tuberculosis)."""
+    tasks, cls_classes = ("cls", "loc", "seg"), ("Nodule", "Effusion")
+    with synthetic_metadata(full, tasks, cls_classes, ("Nodule", "Lung"), ("Lung",)):
+        with synthetic_metadata(cls, ("cls",), ("Tuberculosis",)):
+            yield
 
 
 def synthetic_batch(

@@ -14,7 +14,7 @@ from PIL import Image
 
 from fx_d2.inference import DatasetPrediction, FXPredictor
 from fx_d2.inference.pretrained import select_device
-from fx_d2.testing.model import synthetic_metadata, tiny_cfg
+from fx_d2.testing.model import predictor_metadata, tiny_cfg
 from fx_d2.testing.scripts import load_script
 
 FULL, CLS = "i12pre_full", "i12pre_cls"
@@ -23,12 +23,7 @@ SMALL = ["INPUT.FX.SIZE", 64]
 
 @pytest.fixture(scope="module", autouse=True)
 def metadata():
-    with (
-        synthetic_metadata(
-            FULL, ("cls", "loc", "seg"), ("Nodule", "Effusion"), ("Nodule", "Lung"), ("Lung",)
-        ),
-        synthetic_metadata(CLS, ("cls",), ("Tuberculosis",)),
-    ):
+    with predictor_metadata(FULL, CLS):
         yield
 
 

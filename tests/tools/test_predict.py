@@ -16,7 +16,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 import fx_d2
 from fx_d2.inference.predictor import FXPredictor, teacher_state_dict
-from fx_d2.testing.model import TINY_CONFIG, synthetic_metadata, tiny_cfg
+from fx_d2.testing.model import TINY_CONFIG, predictor_metadata, tiny_cfg
 from fx_d2.testing.scripts import load_script
 
 FULL, CLS = "h6apred_full", "h6apred_cls"
@@ -26,12 +26,7 @@ TOOL = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "predict.py"
 
 @pytest.fixture(scope="module", autouse=True)
 def metadata():
-    with (
-        synthetic_metadata(
-            FULL, ("cls", "loc", "seg"), ("Nodule", "Effusion"), ("Nodule", "Lung"), ("Lung",)
-        ),
-        synthetic_metadata(CLS, ("cls",), ("Tuberculosis",)),
-    ):
+    with predictor_metadata(FULL, CLS):
         yield
 
 

@@ -18,7 +18,7 @@ from pydicom.uid import generate_uid
 
 from fx_d2.data.demo.dicom_writer import write_demo_dicom
 from fx_d2.testing.browser import load_page, require_chromium
-from fx_d2.testing.model import synthetic_metadata, tiny_cfg
+from fx_d2.testing.model import predictor_metadata, tiny_cfg
 from fx_d2.testing.scripts import load_script
 
 FULL, CLS = "i12out_full", "i12out_cls"
@@ -28,12 +28,7 @@ TOOL = os.path.join(ROOT, "tools", "predict.py")
 
 @pytest.fixture(scope="module", autouse=True)
 def metadata():
-    with (
-        synthetic_metadata(
-            FULL, ("cls", "loc", "seg"), ("Nodule", "Effusion"), ("Nodule", "Lung"), ("Lung",)
-        ),
-        synthetic_metadata(CLS, ("cls",), ("Tuberculosis",)),
-    ):
+    with predictor_metadata(FULL, CLS):
         yield
 
 
